@@ -1,0 +1,98 @@
+"""trioclient: chat completions at volume, with Trio's structured concurrency.
+
+::
+
+    import trio, trioclient
+
+    async def main():
+        async with trioclient.Client() as client:  # XAI_API_KEY, https://api.x.ai/v1
+            answer = await client.chat.completions.create(
+                model="grok-4", messages=[{"role": "user", "content": "Hello"}]
+            )
+            print(answer.content)
+
+    trio.run(main)
+
+The public names live here; the modules behind them are private. ``trioclient.testing``
+(the embedded server) and ``trioclient.cli`` load only when used, so ``import trioclient``
+stays cheap.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from ._chat import Chat as Chat
+from ._chat import Response as Response
+from ._chat import assistant as assistant
+from ._chat import system as system
+from ._chat import tool_result as tool_result
+from ._chat import user as user
+from ._client import Client as Client
+from ._client import ClientStatistics as ClientStatistics
+from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
+from ._config import Timeout as Timeout
+from ._exceptions import APIConnectionError as APIConnectionError
+from ._exceptions import APIError as APIError
+from ._exceptions import APIResponseValidationError as APIResponseValidationError
+from ._exceptions import APIStatusError as APIStatusError
+from ._exceptions import APIStreamError as APIStreamError
+from ._exceptions import APITimeoutError as APITimeoutError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ConflictError as ConflictError
+from ._exceptions import IncompleteStreamError as IncompleteStreamError
+from ._exceptions import InternalServerError as InternalServerError
+from ._exceptions import NotFoundError as NotFoundError
+from ._exceptions import PermissionDeniedError as PermissionDeniedError
+from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
+from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+from ._models import ChatCompletion as ChatCompletion
+from ._models import ChatCompletionChunk as ChatCompletionChunk
+from ._models import ChatCompletionMessage as ChatCompletionMessage
+from ._models import Choice as Choice
+from ._models import ChoiceDelta as ChoiceDelta
+from ._models import ChoiceDeltaToolCall as ChoiceDeltaToolCall
+from ._models import ChunkChoice as ChunkChoice
+from ._models import FunctionCall as FunctionCall
+from ._models import ToolCall as ToolCall
+from ._models import Usage as Usage
+from ._retry import RetryPolicy as RetryPolicy
+from ._version import __version__ as __version__
+
+if TYPE_CHECKING:
+    from . import testing as testing
+    from ._stream import ChatCompletionStream as ChatCompletionStream
+
+_LAZY = {
+    "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
+    "testing": (".testing", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Heavier parts load on first use, so `import trioclient` costs little more than
+    # importing its dependencies.
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'trioclient' has no attribute {name!r}") from None
+    import importlib
+
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def _fix_module_names() -> None:
+    # Tracebacks and docs say `trioclient.Client`, not `trioclient._client.Client`.
+    for name, value in list(globals().items()):
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith("trioclient._"):
+            try:
+                value.__module__ = __name__
+            except (AttributeError, TypeError):
+                pass
+
+
+_fix_module_names()
+del _fix_module_names

@@ -1,0 +1,232 @@
+"""One attempt: send one request, under its own deadlines, and classify what came back.
+
+Everything here runs inside the task of the request it serves, so each deadline is a
+plain trio cancel scope around the await it bounds. A scope of *ours* that fires is
+turned into :class:`~trioclient.APITimeoutError` (retryable); a scope of the caller's
+that fires is left alone and cancels the call the trio way.
+
+The classification is one function, :func:`raise_for_status`, shared by the plain and
+the streaming paths, so both read an error response the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import trio
+
+from ._config import Timeout
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    ResponseTooLargeError,
+    status_error_class,
+)
+
+__all__ = [
+    "Sender",
+    "client_sender",
+    "close_response",
+    "parse_json",
+    "raise_for_status",
+    "read_body",
+    "send",
+    "translate_transport_error",
+    "transport_sender",
+]
+
+#: Sends a request and returns once the response headers are in (body unread).
+Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def transport_sender(transport: httpx.AsyncBaseTransport) -> Sender:
+    """The fast path: hand the request straight to the transport (no ``AsyncClient.send``:
+    no auth flow, cookies or redirects to pay for on every request)."""
+    handle = transport.handle_async_request
+
+    async def send_via_transport(request: httpx.Request) -> httpx.Response:
+        response = await handle(request)
+        response.request = request
+        return response
+
+    return send_via_transport
+
+
+def client_sender(client: httpx.AsyncClient) -> Sender:
+    """Through a caller's :class:`httpx.AsyncClient`: its proxies, TLS and hooks apply.
+
+    Redirects are never followed: the API key must not travel to another host.
+    """
+
+    async def send_via_client(request: httpx.Request) -> httpx.Response:
+        return await client.send(request, stream=True, follow_redirects=False)
+
+    return send_via_client
+
+
+def translate_transport_error(exc: Exception, request: httpx.Request) -> APIError:
+    """An httpx (or socket) failure as one of ours, naming the endpoint."""
+    where = f"{request.method} {request.url}"
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"timed out talking to {where}: {exc}", request=request)
+    detail = str(exc) or type(exc).__name__
+    return APIConnectionError(f"connection error on {where}: {detail}", request=request)
+
+
+async def send(sender: Sender, request: httpx.Request, timeout: Timeout) -> httpx.Response:
+    """Send ``request`` and wait for the response headers, within ``timeout.first_byte``."""
+    try:
+        with trio.move_on_after(_or_inf(timeout.first_byte)) as scope:
+            return await sender(request)
+    except APIError:
+        raise
+    except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
+        raise translate_transport_error(exc, request) from exc
+    assert scope.cancelled_caught
+    raise APITimeoutError(
+        f"no response from {request.method} {request.url} within "
+        f"{timeout.first_byte:g} s (Timeout.first_byte)",
+        request=request,
+    )
+
+
+def _or_inf(value: float | None) -> float:
+    return float("inf") if value is None else value
+
+
+async def read_body(response: httpx.Response, timeout: Timeout, max_bytes: int) -> bytes:
+    """Read the whole body, each read within ``timeout.idle``, at most ``max_bytes``.
+
+    The response is closed when this returns or raises, so its connection goes back to
+    the pool (or is dropped) at once.
+    """
+    request = response.request
+    declared = response.headers.get("content-length")
+    try:
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise ResponseTooLargeError(
+                f"response of {int(declared)} bytes (Content-Length) exceeds "
+                f"max_response_bytes={max_bytes}",
+                request=request,
+            )
+        if "content-encoding" in response.headers:
+            chunks_iter = response.aiter_bytes()
+        else:
+            chunks_iter = response.stream.__aiter__()  # type: ignore[union-attr]
+        chunks: list[bytes] = []
+        size = 0
+        idle = _or_inf(timeout.idle)
+        with trio.CancelScope(deadline=trio.current_time() + idle) as scope:
+            async for chunk in chunks_iter:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ResponseTooLargeError(
+                        f"response body exceeds max_response_bytes={max_bytes}",
+                        request=request,
+                    )
+                chunks.append(chunk)
+                scope.deadline = trio.current_time() + idle
+        if scope.cancelled_caught:
+            raise APITimeoutError(
+                f"response body from {request.url} stalled for {idle:g} s (Timeout.idle)",
+                request=request,
+            )
+    except APIError:
+        await close_response(response)
+        raise
+    except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
+        await close_response(response)
+        raise translate_transport_error(exc, request) from exc
+    except BaseException:
+        await close_response(response)
+        raise
+    await response.aclose()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def close_response(response: httpx.Response) -> None:
+    """Close a response we are abandoning, even while being cancelled.
+
+    Shielded, with its own short deadline: closing must not be skipped by the
+    cancellation that made us abandon it, and must not hang either.
+    """
+    with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+        try:
+            await response.aclose()
+        except Exception:  # the connection is being dropped anyway
+            pass
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    text = body[: limit * 4].decode("utf-8", "replace").strip()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _error_message(body: object) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            message = error.get("message")
+            if isinstance(message, str) and message:
+                return message
+        elif isinstance(error, str) and error:
+            return error
+        message = body.get("message") or body.get("detail")
+        if isinstance(message, str) and message:
+            return message
+    return None
+
+
+def raise_for_status(response: httpx.Response, body: bytes) -> None:
+    """Raise the right :class:`~trioclient.APIStatusError` for a non-2xx response.
+
+    A 3xx is an error too, naming where it pointed: redirects are not followed for API
+    calls, so the key never goes to another host.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    request = response.request
+    parsed: object
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = body.decode("utf-8", "replace")
+    reason = response.reason_phrase or ""
+    if 300 <= status < 400:
+        location = response.headers.get("location", "(no Location header)")
+        message = (
+            f"{status} {reason}: the server redirected {request.url} to {location}; "
+            "redirects are not followed for API calls (check base_url)"
+        )
+        raise APIStatusError(message, response=response, body=parsed, request=request)
+    detail = _error_message(parsed)
+    if detail is None:
+        kind = response.headers.get("content-type", "no content type")
+        detail = f"({kind}) {_snippet(body)}" if body else "(empty body)"
+    message = f"{status} {reason}: {detail}".replace("  ", " ")
+    request_id = response.headers.get("x-request-id")
+    if request_id:
+        message += f" (request id {request_id})"
+    raise status_error_class(status)(message, response=response, body=parsed, request=request)
+
+
+def parse_json(response: httpx.Response, body: bytes) -> Any:
+    """The JSON of a 2xx body, or a validation error that shows what came instead."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        kind = response.headers.get("content-type", "no content type")
+        shown = _snippet(body) if body else "(empty body)"
+        raise APIResponseValidationError(
+            f"invalid response: body is not JSON ({kind}, {len(body)} bytes): {shown}",
+            request=response.request,
+        ) from exc
+

@@ -1,0 +1,182 @@
+"""The xAI SDK's conversation style, on top of ``chat.completions``.
+
+::
+
+    chat = client.chat.create(model="grok-4", max_tokens=100)
+    chat.append(trioclient.system("You are terse."))
+    chat.append(trioclient.user("Tell me a joke"))
+    response = await chat.sample()
+    print(response.content, response.usage.total_tokens)
+
+``sample()`` appends nothing by itself: a :class:`Chat` holds exactly the messages you
+appended. For a multi-turn conversation, append the answer before the next question
+(``chat.append(response)``). That keeps two concurrent ``sample()`` calls on one chat
+from racing to write its history, and lets you sample the same prompt several times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._models import ChatCompletion, ChatCompletionChunk, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._stream import ChatCompletionStream
+
+__all__ = ["Chat", "Response", "assistant", "system", "tool_result", "user"]
+
+Message = dict[str, Any]
+
+
+def _message(role: str, content: object) -> Message:
+    if not isinstance(content, str | list):
+        raise TypeError(
+            f"{role}() takes the message text (or a list of content parts), "
+            f"got {type(content).__name__}"
+        )
+    return {"role": role, "content": content}
+
+
+def system(content: str) -> Message:
+    """A system message: ``{"role": "system", "content": content}``."""
+    return _message("system", content)
+
+
+def user(content: str | list[Any]) -> Message:
+    """A user message (text, or a list of content parts such as images)."""
+    return _message("user", content)
+
+
+def assistant(content: str) -> Message:
+    """An assistant message, for replaying a conversation."""
+    return _message("assistant", content)
+
+
+def tool_result(tool_call_id: str, content: str) -> Message:
+    """The answer to a tool call, to append after the assistant's tool-calling message."""
+    return {"role": "tool", "tool_call_id": tool_call_id, "content": content}
+
+
+@attrs.frozen
+class Response:
+    """One answer of :meth:`Chat.sample` (or the answer so far, in :meth:`Chat.stream`).
+
+    Attributes:
+        completion: The whole :class:`ChatCompletion` behind it.
+    """
+
+    completion: ChatCompletion
+
+    @property
+    def content(self) -> str:
+        """The answer's text (``""`` when the model only called tools)."""
+        return self.completion.content or ""
+
+    @property
+    def role(self) -> str:
+        return self.completion.choices[0].message.role if self.completion.choices else "assistant"
+
+    @property
+    def reasoning_content(self) -> str | None:
+        """What a reasoning model returned of its thinking, if anything."""
+        choices = self.completion.choices
+        return choices[0].message.reasoning_content if choices else None
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        choices = self.completion.choices
+        return choices[0].message.tool_calls if choices else ()
+
+    @property
+    def finish_reason(self) -> str | None:
+        choices = self.completion.choices
+        return choices[0].finish_reason if choices else None
+
+    @property
+    def usage(self) -> Usage:
+        """Token counts (zeros when the server sent none)."""
+        return self.completion.usage or Usage()
+
+    @property
+    def id(self) -> str:
+        return self.completion.id
+
+    def to_message(self) -> Message:
+        """This answer as an assistant message, to append to a conversation."""
+        choices = self.completion.choices
+        if not choices:
+            return {"role": "assistant", "content": ""}
+        message = dict(choices[0].message.data)
+        message.setdefault("role", "assistant")
+        return message
+
+
+class Chat:
+    """A conversation: the model, its parameters and the messages appended so far."""
+
+    def __init__(self, client: Client, model: str, params: Mapping[str, Any]) -> None:
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        self._client = client
+        self.model = model
+        self.params = dict(params)
+        self.messages: list[Message] = []
+
+    def __repr__(self) -> str:
+        return f"<trioclient.Chat model={self.model!r} messages={len(self.messages)}>"
+
+    def append(self, message: Mapping[str, Any] | Response) -> Chat:
+        """Add a message (from :func:`user`, :func:`system`...) or an earlier answer."""
+        if isinstance(message, Response):
+            self.messages.append(message.to_message())
+        elif isinstance(message, Mapping):
+            if not isinstance(message.get("role"), str):
+                raise ValueError("a message needs a 'role' (use trioclient.user(...) and friends)")
+            self.messages.append(dict(message))
+        else:
+            raise TypeError(
+                f"append() takes a message dict or a Response, got {type(message).__name__}"
+            )
+        return self
+
+    async def sample(self, **params: Any) -> Response:
+        """Ask the model for one answer to the conversation so far (appends nothing)."""
+        completion = await self._client.chat.completions.create(
+            model=self.model, messages=list(self.messages), **{**self.params, **params}
+        )
+        return Response(completion)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, **params: Any) -> AsyncIterator[_ResponseAndChunk]:
+        """Stream one answer: ``async with chat.stream() as s: async for response, chunk in s:``.
+
+        ``response`` is the answer accumulated so far, ``chunk.content`` the new text.
+        """
+        merged = {**self.params, **params}
+        async with self._client.chat.completions.stream(
+            model=self.model, messages=list(self.messages), **merged
+        ) as stream:
+            yield _ResponseAndChunk(stream)
+
+
+class _ResponseAndChunk:
+    """Iterates a stream as ``(answer so far, new chunk)`` pairs, as the xAI SDK does.
+
+    A plain iterator class rather than an async generator, so leaving the loop early
+    leaves no half-run generator behind for the garbage collector to finalize.
+    """
+
+    def __init__(self, stream: ChatCompletionStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _ResponseAndChunk:
+        return self
+
+    async def __anext__(self) -> tuple[Response, ChatCompletionChunk]:
+        chunk = await self._stream.__anext__()
+        return Response(self._stream.current_completion()), chunk

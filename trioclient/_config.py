@@ -1,0 +1,124 @@
+"""Configuration values: timeouts, and where the key and the endpoint come from.
+
+Configuration is values, not a dozen loose keyword arguments: a :class:`Timeout` is
+frozen, so one can be shared by many clients and changed with :func:`attrs.evolve`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+
+import attrs
+import httpx
+
+__all__ = ["DEFAULT_BASE_URL", "Timeout"]
+
+DEFAULT_BASE_URL = "https://api.x.ai/v1"
+
+
+def _positive_or_none(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"Timeout.{attribute.name} must be a number of seconds or None, got {value!r}")
+    if not value > 0 or math.isnan(value):
+        raise ValueError(f"Timeout.{attribute.name} must be > 0 seconds or None, got {value!r}")
+
+
+@attrs.frozen
+class Timeout:
+    """The deadlines of one attempt, in seconds (``None``: no such deadline).
+
+    Each is a trio cancel scope inside the attempt's own task, so a deadline that runs
+    out cancels exactly that attempt, which then counts as a retryable
+    :class:`~trioclient.APITimeoutError`. A deadline *you* set around a call
+    (``with trio.move_on_after(5): await client...``) bounds the whole call, retries and
+    backoff included, and trioclient never sleeps past it.
+
+    The defaults suit reasoning models, which may think for many minutes before the first
+    byte of a non-streamed answer, and stay silent for minutes inside a stream.
+
+    Attributes:
+        total: The whole attempt, from sending the request to the last byte of the answer
+            (for a stream: to ``[DONE]``).
+        connect: Opening the TCP (and TLS) connection.
+        first_byte: From sending the request until the response headers arrive (for a
+            stream: until its first event). ``None`` leaves it to ``total``.
+        idle: The longest silence allowed while a body or stream is arriving.
+    """
+
+    total: float | None = attrs.field(default=3600.0, validator=_positive_or_none)
+    connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    first_byte: float | None = attrs.field(default=None, validator=_positive_or_none)
+    idle: float | None = attrs.field(default=600.0, validator=_positive_or_none)
+
+    @classmethod
+    def coerce(cls, value: Timeout | float | None) -> Timeout:
+        """A :class:`Timeout` from a Timeout, a number (the ``total``) or ``None`` (no total)."""
+        if isinstance(value, Timeout):
+            return value
+        if value is None:
+            return cls(total=None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"timeout must be a Timeout, a number of seconds or None, got {value!r}")
+        return cls(total=float(value))
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    """The explicit key, else ``XAI_API_KEY``, else ``OPENAI_API_KEY``."""
+    if api_key is None:
+        api_key = os.environ.get("XAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            raise ValueError(
+                "no API key: pass Client(api_key=...) or set XAI_API_KEY (or OPENAI_API_KEY)"
+            )
+    if not isinstance(api_key, str):
+        raise TypeError(f"api_key must be a string, got {type(api_key).__name__}")
+    if not api_key.strip():
+        raise ValueError("api_key is empty")
+    if any(c in api_key for c in "\r\n\0"):
+        # A key with a line break would be a header injection; do not echo the key.
+        raise ValueError("api_key contains a line break or NUL character")
+    return api_key
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(base_url: str | httpx.URL | None, *, allow_insecure_http: bool) -> httpx.URL:
+    """The explicit URL, else ``TRIOCLIENT_BASE_URL``, else the xAI API.
+
+    The key travels in a header, so it is only sent over plain ``http://`` to a loopback
+    host (the embedded server, a local vLLM) unless the caller says otherwise.
+    """
+    if base_url is None:
+        base_url = os.environ.get("TRIOCLIENT_BASE_URL") or DEFAULT_BASE_URL
+    if not isinstance(base_url, str | httpx.URL):
+        raise TypeError(f"base_url must be a string, got {type(base_url).__name__}")
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"base_url {str(base_url)!r} is not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"base_url {str(base_url)!r} is not an http(s) URL with a host "
+            "(expected something like 'https://api.x.ai/v1')"
+        )
+    if url.query or url.fragment:
+        raise ValueError(f"base_url {str(base_url)!r} must not have a query or fragment")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise ValueError(
+            f"base_url {str(url)!r} is plain http:// to a host that is not loopback: the API "
+            "key would cross the network unencrypted. Use https://, or pass "
+            "allow_insecure_http=True if you mean it."
+        )
+    path = url.raw_path.rstrip(b"/")
+    return url.copy_with(raw_path=path + b"/")

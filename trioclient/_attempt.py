@@ -28,6 +28,7 @@ from ._exceptions import (
     ResponseTooLargeError,
     status_error_class,
 )
+from ._pacing import PACER_EXTENSION
 
 __all__ = [
     "Sender",
@@ -83,7 +84,11 @@ async def send(sender: Sender, request: httpx.Request, timeout: Timeout) -> http
     """Send ``request`` and wait for the response headers, within ``timeout.first_byte``."""
     try:
         with trio.move_on_after(_or_inf(timeout.first_byte)) as scope:
-            return await sender(request)
+            response = await sender(request)
+            pacer = request.extensions.get(PACER_EXTENSION)
+            if pacer is not None:
+                pacer.after_response(response)
+            return response
     except APIError:
         raise
     except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
@@ -229,4 +234,3 @@ def parse_json(response: httpx.Response, body: bytes) -> Any:
             f"invalid response: body is not JSON ({kind}, {len(body)} bytes): {shown}",
             request=response.request,
         ) from exc
-

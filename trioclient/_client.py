@@ -42,7 +42,7 @@ from ._attempt import (
 from ._config import Timeout, resolve_api_key, resolve_base_url
 from ._exceptions import APIError, APIResponseValidationError, APITimeoutError, RateLimitError
 from ._models import ChatCompletion, Usage
-from ._pacing import RateLimitGate
+from ._pacing import PACER_EXTENSION, Pacer, RateLimitGate
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -122,9 +122,7 @@ def _encode_body(body: Mapping[str, Any]) -> bytes:
 def validate_messages(messages: object) -> None:
     """Reject what no server would accept, before anything is sent."""
     if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
-        raise TypeError(
-            f"messages must be a list of message dicts, got {type(messages).__name__}"
-        )
+        raise TypeError(f"messages must be a list of message dicts, got {type(messages).__name__}")
     if not messages:
         raise ValueError("messages is empty: a chat completion needs at least one message")
     for i, message in enumerate(messages):
@@ -211,7 +209,9 @@ class Client:
             or isinstance(max_response_bytes, bool)
             or max_response_bytes < 1
         ):
-            raise ValueError(f"max_response_bytes must be a positive integer, got {max_response_bytes!r}")
+            raise ValueError(
+                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
+            )
         self._limiter = limiter
         self.timeout = Timeout() if timeout is _UNSET else Timeout.coerce(timeout)
         self.retry = RetryPolicy() if retry is None else retry
@@ -330,10 +330,32 @@ class Client:
             total_tokens=c.total_tokens,
         )
 
+    # -- jobs -----------------------------------------------------------------------
+
+    def batch(self, requests: Any, **options: Any) -> Any:
+        """Run many requests, yielding results as they finish (see :mod:`trioclient._batch`)::
+
+        async with client.batch(requests, max_concurrent=50) as results:
+            async for result in results:
+                ...
+        """
+        from ._batch import open_batch
+
+        return open_batch(self, requests, **options)
+
+    async def run_batch(self, requests: Any, **options: Any) -> Any:
+        """Run a small batch to the end and return its results in input order."""
+        from ._batch import run_batch
+
+        return await run_batch(self, requests, **options)
+
     # -- the request path -----------------------------------------------------------
 
     def build_request(
-        self, body: Mapping[str, Any], extra_headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any],
+        extra_headers: Mapping[str, str] | None = None,
+        pacer: Pacer | None = None,
     ) -> httpx.Request:
         """The HTTP request for a chat-completion body (encoded once, replayable)."""
         headers = self._headers
@@ -344,6 +366,8 @@ class Client:
             "POST", self._completions_url, headers=headers, content=_encode_body(body)
         )
         request.extensions["timeout"] = self._timeout_extension
+        if pacer is not None:
+            request.extensions[PACER_EXTENSION] = pacer
         return request
 
     async def _call(
@@ -362,9 +386,12 @@ class Client:
         counters = self._counters
         gate = self._gate
         retries = 0
+        pacer = request.extensions.get(PACER_EXTENSION)
         while True:
             if gate.reopens_at > trio.current_time():
                 await gate.wait_open()
+            if pacer is not None:
+                await pacer.before_attempt(request)
             counters.sent += 1
             counters.in_flight += 1
             try:
@@ -400,10 +427,14 @@ class Client:
             return result
 
     async def _complete(
-        self, body: Mapping[str, Any], timeout: Timeout, retry: RetryPolicy,
-        extra_headers: Mapping[str, str] | None,
+        self,
+        body: Mapping[str, Any],
+        timeout: Timeout,
+        retry: RetryPolicy,
+        extra_headers: Mapping[str, str] | None = None,
+        pacer: Pacer | None = None,
     ) -> ChatCompletion:
-        request = self.build_request(body, extra_headers)
+        request = self.build_request(body, extra_headers, pacer)
         async with self._limiter:
             completion = await self._call(request, self._complete_once, timeout, retry)
         self._counters.succeeded += 1
@@ -522,12 +553,14 @@ class Completions:
             return await open_stream(client, body, the_timeout, the_retry, extra_headers)
         return await client._complete(body, the_timeout, the_retry, extra_headers)
 
-    def stream(self, *, model: str, messages: Iterable[Mapping[str, Any]], **params: Any) -> StreamManager:
+    def stream(
+        self, *, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
+    ) -> StreamManager:
         """The ``async with`` form of ``create(..., stream=True)``::
 
-            async with client.chat.completions.stream(model=m, messages=msgs) as stream:
-                async for chunk in stream:
-                    ...
+        async with client.chat.completions.stream(model=m, messages=msgs) as stream:
+            async for chunk in stream:
+                ...
         """
         from ._stream import StreamManager
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+from typing import Any
 
 import attrs
 import httpx
@@ -18,11 +19,13 @@ __all__ = ["DEFAULT_BASE_URL", "Timeout"]
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 
 
-def _positive_or_none(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"Timeout.{attribute.name} must be a number of seconds or None, got {value!r}")
+        raise TypeError(
+            f"Timeout.{attribute.name} must be a number of seconds or None, got {value!r}"
+        )
     if not value > 0 or math.isnan(value):
         raise ValueError(f"Timeout.{attribute.name} must be > 0 seconds or None, got {value!r}")
 
@@ -62,7 +65,9 @@ class Timeout:
         if value is None:
             return cls(total=None)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"timeout must be a Timeout, a number of seconds or None, got {value!r}")
+            raise TypeError(
+                f"timeout must be a Timeout, a number of seconds or None, got {value!r}"
+            )
         return cls(total=float(value))
 
 

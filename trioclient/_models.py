@@ -209,7 +209,7 @@ class ChatCompletion(_Keeps):
         return self.choices[0].message.content if self.choices else None
 
     @classmethod
-    def from_dict(cls, obj: object) -> ChatCompletion:
+    def from_dict(cls, obj: Any) -> ChatCompletion:
         """Build from a parsed response body.
 
         Raises:

@@ -10,11 +10,30 @@ whole client makes one pause, not N, and resumes together when the server said i
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import attrs
+import httpx
 import trio
 
-__all__ = ["RateLimitGate"]
+__all__ = ["PACER_EXTENSION", "Pacer", "RateLimitGate"]
+
+#: The ``httpx.Request.extensions`` key under which a request carries its :class:`Pacer`.
+PACER_EXTENSION = "trioclient.pacer"
+
+
+class Pacer(Protocol):
+    """What the request path asks of a pacer (the batch engine's rpm/tpm budgets).
+
+    A request carries its pacer in ``request.extensions[PACER_EXTENSION]``, so the
+    client's hot path pays one dictionary lookup when there is none.
+    """
+
+    async def before_attempt(self, request: httpx.Request) -> None:
+        """Wait until this attempt may be sent (every attempt, retries included)."""
+
+    def after_response(self, response: httpx.Response) -> None:
+        """See every response's headers (any status) as soon as they arrive."""
 
 
 @attrs.define
@@ -41,5 +60,7 @@ class RateLimitGate:
 
     async def wait_open(self) -> None:
         """Sleep until the gate is open (the gate may be pushed back while we sleep)."""
-        while (until := self.reopens_at) > trio.current_time():
+        # Not a polling loop: each pass sleeps exactly to the reopening time, and loops
+        # only if another 429 pushed that time back meanwhile.
+        while (until := self.reopens_at) > trio.current_time():  # noqa: ASYNC110
             await trio.sleep_until(until)

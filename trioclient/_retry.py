@@ -75,8 +75,8 @@ class RetryPolicy:
                 return False
             if error.status_code == 429 and error.code == "insufficient_quota":
                 return False
-            should = error.headers.get("x-should-retry")
-            return should != "false"
+            # A server may say outright whether a retry is worthwhile (OpenAI does).
+            return bool(error.headers.get("x-should-retry", "") != "false")
         return isinstance(error, APIConnectionError)
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:

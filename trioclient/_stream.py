@@ -41,6 +41,7 @@ from ._exceptions import (
     IncompleteStreamError,
 )
 from ._models import ChatCompletion, ChatCompletionChunk
+from ._pacing import Pacer
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSEError
 
@@ -128,7 +129,9 @@ class ChunkAccumulator:
             parts = self._choices[index]
             message: dict[str, Any] = {
                 "role": parts.role or "assistant",
-                "content": "".join(parts.content) if parts.content or not parts.tool_calls else None,
+                "content": "".join(parts.content)
+                if parts.content or not parts.tool_calls
+                else None,
             }
             if parts.reasoning:
                 message["reasoning_content"] = "".join(parts.reasoning)
@@ -139,7 +142,10 @@ class ChunkAccumulator:
                     {
                         "id": call["id"] or "",
                         "type": call["type"] or "function",
-                        "function": {"name": call["name"] or "", "arguments": "".join(call["arguments"])},
+                        "function": {
+                            "name": call["name"] or "",
+                            "arguments": "".join(call["arguments"]),
+                        },
                     }
                     for _, call in sorted(parts.tool_calls.items())
                 ]
@@ -258,7 +264,11 @@ class ChatCompletionStream:
         except APIError:
             raise
         except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
-            kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else IncompleteStreamError
+            kind = (
+                APITimeoutError
+                if isinstance(exc, httpx.TimeoutException)
+                else IncompleteStreamError
+            )
             raise self._error(
                 kind,
                 f"connection lost mid-stream after {self._accumulator.chunks} chunks "
@@ -422,10 +432,11 @@ async def open_stream(
     body: Mapping[str, Any],
     timeout: Timeout,
     retry: RetryPolicy,
-    extra_headers: Mapping[str, str] | None,
+    extra_headers: Mapping[str, str] | None = None,
+    pacer: Pacer | None = None,
 ) -> ChatCompletionStream:
     """Send a streaming request and wait for its first chunk (retrying until then)."""
-    request = client.build_request(body, extra_headers)
+    request = client.build_request(body, extra_headers, pacer)
     stream = ChatCompletionStream(client, request, timeout)
     await client.limiter.acquire_on_behalf_of(stream)
     try:
@@ -460,4 +471,3 @@ class StreamManager:
     ) -> None:
         if self._stream is not None:
             await self._stream.aclose()
-

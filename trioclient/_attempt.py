@@ -189,6 +189,15 @@ def _error_message(body: object) -> str | None:
     return None
 
 
+def _redact(message: str, request: httpx.Request) -> str:
+    """Remove the API key from text a server wrote (some echo the key they refused)."""
+    auth = request.headers.get("authorization", "")
+    key = auth[7:] if auth[:7].lower() == "bearer " else ""
+    if len(key) >= 4 and key in message:
+        message = message.replace(key, "[redacted]")
+    return message
+
+
 def raise_for_status(response: httpx.Response, body: bytes) -> None:
     """Raise the right :class:`~trioclient.APIStatusError` for a non-2xx response.
 
@@ -216,7 +225,7 @@ def raise_for_status(response: httpx.Response, body: bytes) -> None:
     if detail is None:
         kind = response.headers.get("content-type", "no content type")
         detail = f"({kind}) {_snippet(body)}" if body else "(empty body)"
-    message = f"{status} {reason}: {detail}".replace("  ", " ")
+    message = _redact(f"{status} {reason}: {detail}".replace("  ", " "), request)
     request_id = response.headers.get("x-request-id")
     if request_id:
         message += f" (request id {request_id})"

@@ -119,6 +119,11 @@ def _encode_body(body: Mapping[str, Any]) -> bytes:
         raise TypeError(f"request body is not JSON-serializable: {exc}") from None
 
 
+def _check_max_concurrent(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_concurrent must be a whole number >= 1, got {value!r}")
+
+
 def validate_messages(messages: object) -> None:
     """Reject what no server would accept, before anything is sent."""
     if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
@@ -202,8 +207,10 @@ class Client:
         if limiter is not None and max_concurrent is not _UNSET:
             raise ValueError("pass max_concurrent or limiter, not both")
         if limiter is None:
-            limiter = trio.CapacityLimiter(64 if max_concurrent is _UNSET else max_concurrent)
-            # CapacityLimiter validates the number; its message is good enough.
+            if max_concurrent is _UNSET:
+                max_concurrent = 64
+            _check_max_concurrent(max_concurrent)
+            limiter = trio.CapacityLimiter(max_concurrent)
         if (
             not isinstance(max_response_bytes, int)
             or isinstance(max_response_bytes, bool)
@@ -311,6 +318,7 @@ class Client:
 
     @max_concurrent.setter
     def max_concurrent(self, value: int) -> None:
+        _check_max_concurrent(value)
         self._limiter.total_tokens = value
 
     def statistics(self) -> ClientStatistics:

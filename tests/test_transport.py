@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import os
 import socket
 import struct
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -637,6 +638,28 @@ async def test_unclosed_response_releases_socket_when_collected(transport: TrioT
             gc.collect()
             while not server.client_closed:
                 await server.closed_event.wait()
+
+
+def test_forgotten_transport_collected_after_run_leaks_nothing() -> None:
+    """Idle connections of a transport nobody closed release their sockets on GC,
+    even once the trio run is over (no ResourceWarning, which is an error here)."""
+
+    async def use_and_forget() -> TrioTransport:
+        transport = TrioTransport()
+        with trio.fail_after(LIMIT):
+            async with open_server(echo) as server:
+                await send(transport, "GET", server.url())
+                assert len(transport._idle[(b"http", b"127.0.0.1", server.port)]) == 1
+        return transport
+
+    transport = trio.run(use_and_forget)
+    conn = next(iter(transport._idle.values()))[0]
+    fd = conn.sock.fileno()
+    assert fd != -1
+    del transport, conn
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 async def test_transport_aclose_closes_idle_connections() -> None:

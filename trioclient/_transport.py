@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import weakref
 
 import attrs
 import h11
@@ -59,10 +60,7 @@ class _Connection:
     """One HTTP/1.1 connection: a byte stream, its h11 state and where it goes.
 
     ``sock`` is the underlying trio socket (also reachable through ``stream``, but
-    through an SSLStream only indirectly). We keep it so that a connection dropped
-    without being closed, say a response the caller never closed, can still close its
-    file descriptor synchronously when garbage-collected instead of leaving Python
-    to emit a ``ResourceWarning``.
+    through an SSLStream only indirectly); see :func:`_close_when_collected`.
     """
 
     stream: trio.abc.Stream
@@ -70,17 +68,32 @@ class _Connection:
     h11: h11.Connection
     origin: _Origin
 
-    def __del__(self) -> None:
-        sock = self.sock
-        if sock.fileno() == -1:
-            return
-        try:
-            # Inside a trio run this also wakes anything waiting on the socket.
-            sock.close()
-        except RuntimeError:
-            # Outside a trio run nothing can be waiting on it: release the
-            # descriptor directly.
-            os.close(sock.detach())
+
+def _close_socket(sock: trio.socket.SocketType) -> None:
+    if sock.fileno() == -1:
+        return
+    try:
+        # Inside a trio run this also wakes anything waiting on the socket.
+        sock.close()
+    except RuntimeError:
+        # Outside a trio run nothing can be waiting on it: release the
+        # descriptor directly.
+        os.close(sock.detach())
+
+
+def _close_when_collected(conn: _Connection) -> None:
+    """Close ``conn``'s socket if it is dropped without being closed.
+
+    A caller that never closes a response, or never closes the transport, would
+    otherwise leave the socket to Python's finalizer, which emits a
+    ``ResourceWarning``. A ``__del__`` on the connection is not enough: when the
+    connection dies inside a reference cycle (a finished trio run, a traceback),
+    the garbage collector may finalize the socket before the connection. A
+    ``weakref.finalize`` callback runs before any finalizer of the cycle, and the
+    socket it holds stays alive until then. It costs one small object per
+    connection, not per request.
+    """
+    weakref.finalize(conn, _close_socket, conn.sock)
 
 
 async def _hard_close(conn: _Connection) -> None:
@@ -265,25 +278,24 @@ class TrioTransport(httpx.AsyncBaseTransport):
             conn = idle.pop()
             # A readable idle connection has either been closed by the server or
             # sent bytes nobody asked for; either way it is unusable. One poll(2)
-            # call is far cheaper than a failed request.
+            # call is far cheaper than a failed request. (Over TLS, a late session
+            # ticket also reads as readable; dropping that connection is harmless.)
             if conn.sock.is_readable():
                 await _hard_close(conn)
                 continue
             try:
                 return await self._exchange(conn, request, h11_request, body, reused=True)
             except _StaleConnection as exc:
+                # A streaming body was consumed by the failed attempt: it cannot be
+                # sent again, so the caller gets the error (and may retry itself).
                 if body is None:
                     raise exc.error from exc.error.__cause__
-            # The keep-alive race: retry once on a fresh connection, with a fresh
-            # h11 event (the old one belongs to the dead connection's history).
-            h11_request = self._h11_request(request, url)
+            # The keep-alive race: retry once, on a fresh connection. (h11 events
+            # are immutable, so the same Request event serves again.)
             break
 
         conn = await self._connect(origin, request)
-        try:
-            return await self._exchange(conn, request, h11_request, body, reused=False)
-        except _StaleConnection as exc:  # pragma: no cover - only raised when reused
-            raise exc.error from exc.error.__cause__
+        return await self._exchange(conn, request, h11_request, body, reused=False)
 
     @staticmethod
     def _h11_request(request: httpx.Request, url: httpx.URL) -> h11.Request:
@@ -335,6 +347,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                     h11=h11.Connection(h11.CLIENT, max_incomplete_event_size=self._max_head),
                     origin=origin,
                 )
+                _close_when_collected(conn)
             except _NETWORK_ERRORS as exc:
                 raise httpx.ConnectError(
                     f"cannot connect to {host.decode('ascii', 'replace')}:{port}: {exc!r}",

@@ -286,6 +286,15 @@ class ChoiceDelta(_Keeps):
     @classmethod
     def from_dict(cls, obj: object, where: str) -> ChoiceDelta:
         d = _object(obj, where)
+        content = d.get("content")
+        role = d.get("role")
+        # The common delta is a few characters of content: check it in one line.
+        if (content is None or type(content) is str) and (role is None or type(role) is str):
+            if "tool_calls" not in d and "refusal" not in d and "reasoning_content" not in d:
+                return cls(role, content, _NO_TOOL_CALLS, None, None, d)
+        else:
+            _opt_str(content, f"{where}.content")
+            _opt_str(role, f"{where}.role")
         raw_calls = d.get("tool_calls")
         calls = _NO_TOOL_CALLS
         if raw_calls is not None:
@@ -293,11 +302,8 @@ class ChoiceDelta(_Keeps):
                 ChoiceDeltaToolCall.from_dict(c, f"{where}.tool_calls[{i}]")
                 for i, c in enumerate(_list(raw_calls, f"{where}.tool_calls"))
             )
-        content = d.get("content")
-        if content is not None and type(content) is not str:
-            raise _fail(f"{where}.content", "a string or null", content)
         return cls(
-            _opt_str(d.get("role"), f"{where}.role"),
+            role,
             content,
             calls,
             _opt_str(d.get("refusal"), f"{where}.refusal"),
@@ -345,27 +351,9 @@ class ChatCompletionChunk(_Keeps):
         raw_choices = d.get("choices")
         choices: tuple[ChunkChoice, ...] = ()
         if raw_choices is not None:
-            built = []
-            for i, c in enumerate(_list(raw_choices, "chunk.choices")):
-                where = f"chunk.choices[{i}]"
-                if type(c) is not dict:
-                    raise _fail(where, "an object", c)
-                delta = c.get("delta")
-                finish = c.get("finish_reason")
-                if finish is not None and type(finish) is not str:
-                    raise _fail(f"{where}.finish_reason", "a string or null", finish)
-                index = c.get("index", i)
-                if type(index) is not int:
-                    raise _fail(f"{where}.index", "an integer", index)
-                built.append(
-                    ChunkChoice(
-                        index,
-                        ChoiceDelta.from_dict({} if delta is None else delta, f"{where}.delta"),
-                        finish,
-                        c,
-                    )
-                )
-            choices = tuple(built)
+            if type(raw_choices) is not list:
+                raise _fail("chunk.choices", "a list", raw_choices)
+            choices = tuple([_chunk_choice(c, i) for i, c in enumerate(raw_choices)])
         usage = d.get("usage")
         ident = d.get("id", "")
         model = d.get("model", "")
@@ -385,3 +373,20 @@ class ChatCompletionChunk(_Keeps):
             _opt_str(d.get("system_fingerprint"), "chunk.system_fingerprint"),
             d,
         )
+
+
+def _chunk_choice(c: object, i: int) -> ChunkChoice:
+    if type(c) is not dict:
+        raise _fail(f"chunk.choices[{i}]", "an object", c)
+    delta = c.get("delta")
+    finish = c.get("finish_reason")
+    index = c.get("index", i)
+    if (finish is not None and type(finish) is not str) or type(index) is not int:
+        _opt_str(finish, f"chunk.choices[{i}].finish_reason")
+        raise _fail(f"chunk.choices[{i}].index", "an integer", index)
+    return ChunkChoice(
+        index,
+        ChoiceDelta.from_dict({} if delta is None else delta, f"chunk.choices[{i}].delta"),
+        finish,
+        c,
+    )

@@ -5,6 +5,9 @@ What is retried, and why:
 * **Timeouts and connection errors** (:class:`~trioclient.APIConnectionError`): the
   request may never have reached the server, or its answer was lost on the way.
 * **408, 409, 429, 500, 502, 503, 504**: the server says "not now", not "never".
+* **An error event in a stream** (:class:`~trioclient.APIStreamError`), when it can be
+  retried at all: before the first chunk reached the caller (the client retries it
+  there), or inside a batch, where no caller ever sees a partial answer.
 * **Not** other 4xx (the request itself is wrong: sending it again gives the same
   answer), **nor** a 429 whose code is ``insufficient_quota`` (no credit left: waiting
   does not help), nor a malformed 2xx body (the server answered; its answer is the bug).
@@ -32,7 +35,7 @@ import time
 import attrs
 import httpx
 
-from ._exceptions import APIConnectionError, APIError, APIStatusError
+from ._exceptions import APIConnectionError, APIError, APIStatusError, APIStreamError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
@@ -77,7 +80,7 @@ class RetryPolicy:
                 return False
             # A server may say outright whether a retry is worthwhile (OpenAI does).
             return bool(error.headers.get("x-should-retry", "") != "false")
-        return isinstance(error, APIConnectionError)
+        return isinstance(error, APIConnectionError | APIStreamError)
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Full-jitter delay before retry ``retry_number`` (0 for the first retry)."""

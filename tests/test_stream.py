@@ -1,0 +1,361 @@
+"""Streams: typed chunks, accumulation, cut streams, deadlines, and leaving early.
+
+The server side here is a scripted body (bytes, pauses, failures) behind
+``httpx.MockTransport``, on trio's autojump clock: exact about timing, no real waiting.
+The same behaviours on real sockets against the embedded server are in
+``test_stream_server.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import trioclient
+from trioclient import RetryPolicy, Timeout
+
+URL = "http://127.0.0.1:9/v1"
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def chunk(
+    content: str | None = None,
+    *,
+    role: str | None = None,
+    finish: str | None = None,
+    index: int = 0,
+    **delta: Any,
+) -> bytes:
+    d: dict[str, Any] = dict(delta)
+    if role is not None:
+        d["role"] = role
+    if content is not None:
+        d["content"] = content
+    obj = {
+        "id": "chatcmpl-s",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "grok-4",
+        "choices": [{"index": index, "delta": d, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+USAGE = (
+    b'data: {"id":"chatcmpl-s","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"grok-4","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,'
+    b'"total_tokens":8}}\n\n'
+)
+DONE = b"data: [DONE]\n\n"
+HAPPY = [
+    chunk("", role="assistant"),
+    chunk("Hello"),
+    chunk(", "),
+    chunk("world"),
+    chunk(finish="stop"),
+    USAGE,
+    DONE,
+]
+
+
+class ScriptedBody(httpx.AsyncByteStream):
+    """A response body played from a script: bytes are sent, numbers are pauses
+    (seconds of trio time), exceptions are raised where they stand."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for step in self.script:
+            if isinstance(step, int | float):
+                await trio.sleep(step)
+            elif isinstance(step, BaseException):
+                raise step
+            else:
+                yield step
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class Server:
+    """Answers each request with the next script (the last one repeats)."""
+
+    def __init__(self, *scripts: list[Any] | Callable[[], httpx.Response]) -> None:
+        self.scripts = list(scripts)
+        self.bodies: list[ScriptedBody] = []
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        script = self.scripts[min(len(self.requests), len(self.scripts)) - 1]
+        if callable(script):
+            return script()
+        body = ScriptedBody(script)
+        self.bodies.append(body)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+
+
+def client_for(server: Server, **kwargs: Any) -> trioclient.Client:
+    return trioclient.Client(
+        api_key="sk-test", base_url=URL, transport=httpx.MockTransport(server), **kwargs
+    )
+
+
+async def test_chunks_arrive_typed_and_add_up_to_the_final_completion() -> None:
+    server = Server(HAPPY)
+    async with client_for(server) as client:
+        stream = await client.chat.completions.create(
+            model="grok-4", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        async with stream:
+            chunks = [c async for c in stream]
+        final = await stream.get_final_completion()
+        stats = client.statistics()
+    assert all(isinstance(c, trioclient.ChatCompletionChunk) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello, world"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage == trioclient.Usage(5, 3, 8) and chunks[-1].choices == ()
+    assert final.content == "Hello, world"
+    assert final.choices[0].finish_reason == "stop"
+    assert final.usage == trioclient.Usage(5, 3, 8)
+    assert final.id == "chatcmpl-s"
+    sent = json.loads(server.requests[0].content)
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert (stats.requests_succeeded, stats.total_tokens, stats.in_flight) == (1, 8, 0)
+    assert client.limiter.borrowed_tokens == 0
+
+
+async def test_tool_call_deltas_are_merged_by_index() -> None:
+    calls_script = [
+        chunk(
+            role="assistant",
+            tool_calls=[
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+            ],
+        ),
+        chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"city": '}}]),
+        chunk(
+            tool_calls=[
+                {
+                    "index": 1,
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": "{}"},
+                }
+            ]
+        ),
+        chunk(tool_calls=[{"index": 0, "function": {"arguments": '"Paris"}'}}]),
+        chunk(finish="tool_calls"),
+        DONE,
+    ]
+    async with client_for(Server(calls_script)) as client:
+        async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+            final = await stream.get_final_completion()
+    message = final.choices[0].message
+    assert message.content is None
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls] == [
+        ("call_1", "get_weather", '{"city": "Paris"}'),
+        ("call_2", "get_time", "{}"),
+    ]
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+async def test_n_choices_are_accumulated_separately() -> None:
+    script = [
+        chunk("a", index=0),
+        chunk("x", index=1),
+        chunk("b", index=0),
+        chunk("y", index=1),
+        DONE,
+    ]
+    async with client_for(Server(script)) as client:
+        async with client.chat.completions.stream(model="m", messages=MESSAGES, n=2) as stream:
+            final = await stream.get_final_completion()
+    assert [c.message.content for c in final.choices] == ["ab", "xy"]
+
+
+async def test_xai_style_stream_pairs_the_answer_so_far_with_each_chunk() -> None:
+    async with client_for(Server(HAPPY)) as client:
+        chat = client.chat.create(model="grok-4")
+        chat.append(trioclient.user("hi"))
+        seen = []
+        async with chat.stream() as pairs:
+            async for response, piece in pairs:
+                seen.append((response.content, piece.content))
+    assert seen[-1][0] == "Hello, world"
+    assert [new for _, new in seen if new] == ["Hello", ", ", "world"]
+    assert seen[2] == ("Hello, ", ", ")
+    assert len(chat.messages) == 1  # streaming appends nothing either
+
+
+@pytest.mark.parametrize(
+    ("tail", "error", "match"),
+    [
+        ([], trioclient.IncompleteStreamError, r"before 'data: \[DONE\]'"),
+        ([b"data: {not json}\n\n"], trioclient.APIResponseValidationError, "not JSON"),
+        (
+            [b'data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n'],
+            trioclient.APIStreamError,
+            "model overloaded",
+        ),
+        ([b'event: error\ndata: {"message": "boom"}\n\n'], trioclient.APIStreamError, "boom"),
+        ([httpx.ReadError("connection reset by peer")], trioclient.IncompleteStreamError, "reset"),
+        (
+            [b'data: {"choices": [{"delta": {"content": 5}}]}\n\n'],
+            trioclient.APIResponseValidationError,
+            r"delta\.content",
+        ),
+    ],
+)
+async def test_a_cut_or_broken_stream_is_an_error_carrying_what_arrived(
+    tail: list[Any], error: type[trioclient.APIError], match: str
+) -> None:
+    server = Server([chunk("Hello", role="assistant"), chunk(" there"), *tail])
+    async with client_for(server) as client:
+        received = []
+        with pytest.raises(error, match=match) as caught:
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                async for piece in stream:
+                    received.append(piece.content)
+        assert client.limiter.borrowed_tokens == 0
+        assert client.statistics().requests_failed == 1
+    assert received == ["Hello", " there"]
+    assert caught.value.partial is not None
+    assert caught.value.partial.content == "Hello there"
+    assert len(server.requests) == 1  # never silently restarted after the first chunk
+    assert server.bodies[0].closed
+
+
+async def test_failures_before_the_first_chunk_are_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = Server(
+        lambda: httpx.Response(503, json={"error": {"message": "busy"}}),
+        [b": keep-alive comment\n\n", httpx.ReadError("reset")],
+        [b'data: {"error": {"message": "try later"}}\n\n'],
+        HAPPY,
+    )
+    async with client_for(server) as client:
+        with trio.fail_after(100):
+            stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+            async with stream:
+                final = await stream.get_final_completion()
+        stats = client.statistics()
+    assert final.content == "Hello, world"
+    assert len(server.requests) == 4
+    assert stats.retries == 3 and stats.requests_succeeded == 1
+
+
+async def test_a_server_error_before_any_chunk_is_raised_after_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = Server(
+        lambda: httpx.Response(
+            429, json={"error": {"message": "slow down"}}, headers={"retry-after": "1"}
+        )
+    )
+    async with client_for(server, retry=RetryPolicy(max_retries=2)) as client:
+        with trio.fail_after(100), pytest.raises(trioclient.RateLimitError):
+            await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        assert client.limiter.borrowed_tokens == 0
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("script", "timeout", "match"),
+    [
+        ([30.0, *HAPPY], Timeout(first_byte=10), "first_byte"),
+        ([chunk("a"), 30.0, *HAPPY], Timeout(idle=10), "Timeout.idle"),
+        (
+            [chunk("a"), *[x for _ in range(10) for x in (5.0, chunk("b"))], DONE],
+            Timeout(total=20, idle=10),
+            "Timeout.total",
+        ),
+    ],
+)
+async def test_stream_deadlines(
+    autojump_clock: trio.testing.MockClock, script: list[Any], timeout: Timeout, match: str
+) -> None:
+    server = Server(script)
+    async with client_for(server, timeout=timeout, retry=RetryPolicy(max_retries=0)) as client:
+        with trio.fail_after(1000), pytest.raises(trioclient.APITimeoutError, match=match):
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                async for _ in stream:
+                    pass
+        assert client.limiter.borrowed_tokens == 0
+
+
+async def test_leaving_early_closes_the_response_and_returns_the_token() -> None:
+    server = Server([chunk("a"), chunk("b"), chunk("c"), 1000.0, DONE])
+    async with client_for(server, max_concurrent=1) as client:
+        async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+            async for _ in stream:
+                break
+        assert server.bodies[0].closed
+        assert client.limiter.borrowed_tokens == 0
+        # The single slot is free again: a second stream runs at once.
+        with trio.fail_after(1):
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                await stream.__anext__()
+
+
+async def test_an_exception_in_the_loop_body_closes_the_stream() -> None:
+    server = Server(HAPPY)
+    async with client_for(server) as client:
+        with pytest.raises(ZeroDivisionError):
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                async for _ in stream:
+                    1 / 0  # noqa: B018
+        assert server.bodies[0].closed and client.limiter.borrowed_tokens == 0
+
+
+async def test_cancelling_a_stream_from_outside_releases_everything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = Server([chunk("a"), 1000.0, DONE])
+    async with client_for(server) as client:
+        with trio.move_on_after(5) as scope:
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                async for _ in stream:
+                    pass
+        assert scope.cancelled_caught
+        assert server.bodies[0].closed
+        stats = client.statistics()
+        assert client.limiter.borrowed_tokens == 0 and stats.in_flight == 0
+
+
+async def test_a_stream_can_be_consumed_in_another_task() -> None:
+    async with client_for(Server(HAPPY)) as client:
+        stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        texts: list[str] = []
+
+        async def consume() -> None:
+            async with stream:
+                async for piece in stream:
+                    texts.append(piece.content)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+        assert "".join(texts) == "Hello, world"
+        assert client.limiter.borrowed_tokens == 0
+
+
+async def test_a_json_answer_to_a_stream_request_is_a_clear_error() -> None:
+    server = Server(lambda: httpx.Response(200, json={"choices": []}))
+    async with client_for(server) as client:
+        with pytest.raises(trioclient.APIResponseValidationError, match="text/event-stream"):
+            await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        assert client.limiter.borrowed_tokens == 0

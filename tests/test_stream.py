@@ -359,3 +359,15 @@ async def test_a_json_answer_to_a_stream_request_is_a_clear_error() -> None:
         with pytest.raises(trioclient.APIResponseValidationError, match="text/event-stream"):
             await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
         assert client.limiter.borrowed_tokens == 0
+
+
+async def test_a_stream_over_the_size_bound_is_refused() -> None:
+    server = Server([chunk("x" * 400), chunk("y" * 400), chunk("z" * 400), DONE])
+    async with client_for(server, max_response_bytes=1000) as client:
+        with pytest.raises(trioclient.ResponseTooLargeError, match="1000") as caught:
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                async for _ in stream:
+                    pass
+        assert client.limiter.borrowed_tokens == 0
+    assert caught.value.partial is not None
+    assert caught.value.partial.content == "x" * 400

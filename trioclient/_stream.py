@@ -39,6 +39,7 @@ from ._exceptions import (
     APIStreamError,
     APITimeoutError,
     IncompleteStreamError,
+    ResponseTooLargeError,
 )
 from ._models import ChatCompletion, ChatCompletionChunk
 from ._pacing import Pacer
@@ -186,7 +187,8 @@ class ChatCompletionStream:
         self._timeout = timeout
         self._response: httpx.Response | None = None
         self._body: Any = None  # the response's byte iterator
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_size=client.max_response_bytes)
+        self._received = 0
         self._pending: collections.deque[ChatCompletionChunk] = collections.deque()
         self._accumulator = ChunkAccumulator()
         self._deadline = math.inf
@@ -243,7 +245,8 @@ class ChatCompletionStream:
             )
 
     def _reset(self) -> None:
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_size=self._client.max_response_bytes)
+        self._received = 0
         self._pending.clear()
         self._accumulator = ChunkAccumulator()
         self._done = False
@@ -274,6 +277,12 @@ class ChatCompletionStream:
                 f"connection lost mid-stream after {self._accumulator.chunks} chunks "
                 f"({exc or type(exc).__name__}): the answer is incomplete",
             ) from exc
+        self._received += len(data)
+        if self._received > self._client.max_response_bytes:
+            raise self._error(
+                ResponseTooLargeError,
+                f"stream exceeds max_response_bytes={self._client.max_response_bytes}",
+            )
         try:
             events = self._decoder.feed(data)
         except SSEError as exc:

@@ -13,8 +13,11 @@ import functools
 import gc
 import json
 import os
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import cast
@@ -78,7 +81,7 @@ async def open_server(handler: Handler) -> AsyncIterator[Server]:
 
 
 async def read_request(
-    stream: trio.SocketStream, conn: h11.Connection
+    stream: trio.abc.Stream, conn: h11.Connection
 ) -> tuple[h11.Request, bytes] | None:
     """Read one request with h11; ``None`` when the client closed the connection."""
     request: h11.Request | None = None
@@ -86,7 +89,7 @@ async def read_request(
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
+            conn.receive_data(bytes(await stream.receive_some(65536)))
         elif isinstance(event, h11.Request):
             request = event
         elif isinstance(event, h11.Data):
@@ -111,7 +114,7 @@ async def wait_for_eof(stream: trio.SocketStream, server: Server, index: int) ->
 
 
 async def respond_json(
-    stream: trio.SocketStream, conn: h11.Connection, payload: object, extra: list[tuple[str, str]]
+    stream: trio.abc.Stream, conn: h11.Connection, payload: object, extra: list[tuple[str, str]]
 ) -> None:
     data = json.dumps(payload).encode()
     headers = [
@@ -128,7 +131,7 @@ async def respond_json(
 
 
 async def echo(
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     server: Server,
     index: int,
     *,
@@ -372,6 +375,9 @@ async def test_connection_refused_is_connect_error(transport: TrioTransport) -> 
     with trio.fail_after(LIMIT), pytest.raises(httpx.ConnectError) as info:
         await transport.handle_async_request(request)
     assert info.value.request is request
+    # The message names the address and the real reason, not just "failed".
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert "refused" in str(info.value).lower()
 
 
 async def test_unsupported_scheme_is_clear() -> None:
@@ -660,6 +666,67 @@ def test_forgotten_transport_collected_after_run_leaks_nothing() -> None:
     gc.collect()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+@attrs.frozen
+class Certificate:
+    """A self-signed certificate for 127.0.0.1 and its key, as files."""
+
+    cert: str
+    key: str
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    tmp = tmp_path_factory.mktemp("tls")
+    cert, key = str(tmp / "cert.pem"), str(tmp / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return Certificate(cert=cert, key=key)
+
+
+def tls_echo(certificate: Certificate) -> Handler:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certificate.cert, certificate.key)
+
+    async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
+        tls = trio.SSLStream(stream, server_context, server_side=True)
+        await echo(tls, server, index)
+
+    return handler
+
+
+async def test_https_round_trip_and_reuse(certificate: Certificate) -> None:
+    transport = TrioTransport(ssl_context=ssl.create_default_context(cafile=certificate.cert))
+    with trio.fail_after(LIMIT):
+        async with open_server(tls_echo(certificate)) as server:
+            url = f"https://127.0.0.1:{server.port}/secure?q=1"
+            for _ in range(2):
+                got = await send(transport, "POST", url, content=b"secret")
+                assert got.json()["body"] == "secret"
+                assert got.json()["target"] == "/secure?q=1"
+            assert server.accepts == 1
+            await transport.aclose()
+            while not server.client_closed:
+                await server.closed_event.wait()
+
+
+async def test_https_untrusted_certificate_is_connect_error(certificate: Certificate) -> None:
+    transport = TrioTransport()  # the default context does not trust our certificate
+    with trio.fail_after(LIMIT):
+        async with open_server(tls_echo(certificate)) as server:
+            request = httpx.Request("GET", f"https://127.0.0.1:{server.port}/")
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await transport.handle_async_request(request)
+    await transport.aclose()
 
 
 async def test_transport_aclose_closes_idle_connections() -> None:

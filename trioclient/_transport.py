@@ -96,6 +96,23 @@ def _close_when_collected(conn: _Connection) -> None:
     weakref.finalize(conn, _close_socket, conn.sock)
 
 
+def _describe(exc: BaseException) -> str:
+    """Name what actually went wrong for an error message.
+
+    trio reports socket and TLS failures as a bare ``BrokenResourceError`` whose
+    cause is the real error (``ConnectionResetError``, ``ssl.SSLCertVerificationError``
+    ...), so the cause is what the user needs to read.
+    """
+    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc)
+    # open_tcp_stream's "all attempts to connect failed" keeps the per-address
+    # errors (connection refused, unreachable ...) in a group as its cause.
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        text += " (" + "; ".join(str(e) for e in exc.__cause__.exceptions) + ")"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 async def _hard_close(conn: _Connection) -> None:
     """Close a connection without ceremony, even from a cancelled context.
 
@@ -166,7 +183,8 @@ class _ResponseStream(httpx.AsyncByteStream):
                         data = await conn.stream.receive_some(_READ_SIZE)
                     except _NETWORK_ERRORS as exc:
                         raise httpx.ReadError(
-                            f"error reading the response body: {exc!r}", request=self._request
+                            f"error reading the response body: {_describe(exc)}",
+                            request=self._request,
                         ) from exc
                     # b"" (end of file) is fed to h11 too: it ends a body framed by
                     # connection close, and is a protocol error for any other framing.
@@ -350,7 +368,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                 _close_when_collected(conn)
             except _NETWORK_ERRORS as exc:
                 raise httpx.ConnectError(
-                    f"cannot connect to {host.decode('ascii', 'replace')}:{port}: {exc!r}",
+                    f"cannot connect to {host.decode('ascii', 'replace')}:{port}: {_describe(exc)}",
                     request=request,
                 ) from exc
             finally:
@@ -398,7 +416,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                     await self._send_streaming(conn, request, h11_request)
             except _NETWORK_ERRORS as exc:
                 error: httpx.TransportError = httpx.WriteError(
-                    f"error sending the request: {exc!r}", request=request
+                    f"error sending the request: {_describe(exc)}", request=request
                 )
                 error.__cause__ = exc
                 if reused:
@@ -417,7 +435,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                         data = await stream.receive_some(_READ_SIZE)
                     except _NETWORK_ERRORS as exc:
                         error = httpx.ReadError(
-                            f"error reading the response: {exc!r}", request=request
+                            f"error reading the response: {_describe(exc)}", request=request
                         )
                         error.__cause__ = exc
                         if reused and not received:

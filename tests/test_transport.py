@@ -403,6 +403,8 @@ async def test_silent_tls_server_is_connect_timeout() -> None:
 
 
 async def test_reset_mid_body_is_read_error(transport: TrioTransport) -> None:
+    client_got_bytes = trio.Event()
+
     async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
         conn = h11.Connection(h11.SERVER)
         await read_request(stream, conn)
@@ -410,7 +412,7 @@ async def test_reset_mid_body_is_read_error(transport: TrioTransport) -> None:
             conn.send(h11.Response(status_code=200, headers=[("content-length", "1000")]))
             + b"x" * 100
         )
-        await server.closed_event.wait()  # until the client saw the first bytes
+        await client_got_bytes.wait()
         # SO_LINGER with a zero timeout turns close() into a TCP reset.
         stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
@@ -421,7 +423,7 @@ async def test_reset_mid_body_is_read_error(transport: TrioTransport) -> None:
             with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)) as info:
                 async for chunk in response.aiter_raw():
                     chunks.append(chunk)
-                    server.closed_event.set()
+                    client_got_bytes.set()
             assert b"".join(chunks) == b"x" * 100
             assert info.value.request is response.request
             await response.aclose()

@@ -20,12 +20,6 @@ stays cheap.
 
 from typing import TYPE_CHECKING, Any
 
-from ._chat import Chat as Chat
-from ._chat import Response as Response
-from ._chat import assistant as assistant
-from ._chat import system as system
-from ._chat import tool_result as tool_result
-from ._chat import user as user
 from ._client import Client as Client
 from ._client import ClientStatistics as ClientStatistics
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
@@ -46,24 +40,51 @@ from ._exceptions import PermissionDeniedError as PermissionDeniedError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
 from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
-from ._models import ChatCompletion as ChatCompletion
-from ._models import ChatCompletionChunk as ChatCompletionChunk
-from ._models import ChatCompletionMessage as ChatCompletionMessage
-from ._models import Choice as Choice
-from ._models import ChoiceDelta as ChoiceDelta
-from ._models import ChoiceDeltaToolCall as ChoiceDeltaToolCall
-from ._models import ChunkChoice as ChunkChoice
-from ._models import FunctionCall as FunctionCall
-from ._models import ToolCall as ToolCall
-from ._models import Usage as Usage
 from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from . import testing as testing
+    from ._chat import Chat as Chat
+    from ._chat import Response as Response
+    from ._chat import assistant as assistant
+    from ._chat import system as system
+    from ._chat import tool_result as tool_result
+    from ._chat import user as user
+    from ._models import ChatCompletion as ChatCompletion
+    from ._models import ChatCompletionChunk as ChatCompletionChunk
+    from ._models import ChatCompletionMessage as ChatCompletionMessage
+    from ._models import Choice as Choice
+    from ._models import ChoiceDelta as ChoiceDelta
+    from ._models import ChoiceDeltaToolCall as ChoiceDeltaToolCall
+    from ._models import ChunkChoice as ChunkChoice
+    from ._models import FunctionCall as FunctionCall
+    from ._models import ToolCall as ToolCall
+    from ._models import Usage as Usage
     from ._stream import ChatCompletionStream as ChatCompletionStream
 
+# Loaded on first use: the models are needed only once an answer arrives, and the
+# server, the CLI and the batch engine only by programs that use them.
 _LAZY = {
+    **{
+        name: ("._models", name)
+        for name in (
+            "ChatCompletion",
+            "ChatCompletionChunk",
+            "ChatCompletionMessage",
+            "Choice",
+            "ChoiceDelta",
+            "ChoiceDeltaToolCall",
+            "ChunkChoice",
+            "FunctionCall",
+            "ToolCall",
+            "Usage",
+        )
+    },
+    **{
+        name: ("._chat", name)
+        for name in ("Chat", "Response", "assistant", "system", "tool_result", "user")
+    },
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
     "testing": (".testing", None),
 }
@@ -80,8 +101,14 @@ def __getattr__(name: str) -> Any:
 
     module = importlib.import_module(module_name, __name__)
     value = module if attribute is None else getattr(module, attribute)
+    if attribute is not None and getattr(value, "__module__", "").startswith("trioclient._"):
+        value.__module__ = __name__
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 def _fix_module_names() -> None:

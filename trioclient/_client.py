@@ -41,7 +41,6 @@ from ._attempt import (
 )
 from ._config import Timeout, resolve_api_key, resolve_base_url
 from ._exceptions import APIError, APIResponseValidationError, APITimeoutError, RateLimitError
-from ._models import ChatCompletion, Usage
 from ._pacing import PACER_EXTENSION, Pacer, RateLimitGate
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ._chat import Chat
+    from ._models import ChatCompletion, Usage
     from ._stream import ChatCompletionStream, StreamManager
 
 __all__ = ["Client", "ClientStatistics"]
@@ -462,6 +462,8 @@ class Client:
                 request=request,
             )
         raise_for_status(response, body)
+        from ._models import ChatCompletion  # loaded with the first answer, not on import
+
         try:
             return ChatCompletion.from_dict(parse_json(response, body))
         except APIResponseValidationError as error:

@@ -1,0 +1,98 @@
+"""The public surface: every name is reachable from `trioclient` and says so in tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import trioclient
+
+PUBLIC = {
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APIStreamError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Chat",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "ChatCompletionStream",
+    "Choice",
+    "ChoiceDelta",
+    "ChoiceDeltaToolCall",
+    "ChunkChoice",
+    "Client",
+    "ClientStatistics",
+    "ConflictError",
+    "DEFAULT_BASE_URL",
+    "FunctionCall",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "Response",
+    "RetryPolicy",
+    "Timeout",
+    "ToolCall",
+    "UnprocessableEntityError",
+    "Usage",
+    "assistant",
+    "system",
+    "testing",
+    "tool_result",
+    "user",
+}
+
+
+def test_every_public_name_resolves_and_names_the_package() -> None:
+    listed = {name for name in dir(trioclient) if not name.startswith("_")}
+    assert PUBLIC <= listed, PUBLIC - listed
+    for name in PUBLIC - {"testing", "DEFAULT_BASE_URL"}:
+        value = getattr(trioclient, name)
+        assert value.__module__ == "trioclient", (name, value.__module__)
+
+
+def test_exception_tree() -> None:
+    t = trioclient
+    assert issubclass(t.APITimeoutError, t.APIConnectionError)
+    assert issubclass(t.IncompleteStreamError, t.APIConnectionError)
+    for cls in (
+        t.BadRequestError,
+        t.AuthenticationError,
+        t.PermissionDeniedError,
+        t.NotFoundError,
+        t.ConflictError,
+        t.UnprocessableEntityError,
+        t.RateLimitError,
+        t.InternalServerError,
+    ):
+        assert issubclass(cls, t.APIStatusError)
+    for cls in (
+        t.APIConnectionError,
+        t.APIStatusError,
+        t.APIStreamError,
+        t.APIResponseValidationError,
+        t.ResponseTooLargeError,
+    ):
+        assert issubclass(cls, t.APIError)
+
+
+def test_unknown_names_are_attribute_errors() -> None:
+    try:
+        trioclient.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_thing" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_models_load_on_first_use_not_on_import() -> None:
+    code = "import sys, trioclient; print('trioclient._models' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,235 @@
+"""Pacing maths: reset-duration parsing, token estimates, the shared token bucket, and
+the server's limits read from ``x-ratelimit-*`` headers. Timing runs on trio's
+autojump clock, so a minute of budget costs no real time."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trioclient._pacing import Budgets, TokenBucket, estimate_tokens, parse_reset_duration
+from trioclient.testing import format_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1m30.5s", 90.5),
+        ("1h2m3s", 3723.0),
+        ("2h0m0s", 7200.0),
+        ("500us", 0.0005),
+        ("500µs", 0.0005),
+        ("250ns", 2.5e-7),
+        ("0s", 0.0),
+        ("2", 2.0),
+        ("0.75", 0.75),
+        (" 3s ", 3.0),
+    ],
+)
+def test_reset_durations_parse(text: str, seconds: float) -> None:
+    assert parse_reset_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "s", "abc", "1x", "1s2", "-1s", "1..2s", "nan", "inf", "1 s"])
+def test_unreadable_reset_durations_are_none(text: str) -> None:
+    assert parse_reset_duration(text) is None
+
+
+@given(st.floats(min_value=0, max_value=200_000, allow_nan=False))
+def test_reset_parser_reads_what_the_embedded_server_writes(seconds: float) -> None:
+    # The server formats durations with its own (independent) code.
+    parsed = parse_reset_duration(format_duration(seconds))
+    assert parsed is not None
+    assert parsed == pytest.approx(seconds, abs=1e-3)
+
+
+def body(content: str = "hello", **params: object) -> dict[str, object]:
+    return {"model": "m", "messages": [{"role": "user", "content": content}], **params}
+
+
+def test_token_estimate_counts_text_and_answer_budget() -> None:
+    short = estimate_tokens(body("hi", max_tokens=100))
+    long = estimate_tokens(body("x" * 4000, max_tokens=100))
+    assert 100 < short < 120
+    assert long - short == pytest.approx(1000, abs=2)
+    # max_completion_tokens wins over max_tokens; n multiplies the answer budget.
+    assert estimate_tokens(body("hi", max_tokens=100, max_completion_tokens=10)) < 30
+    assert estimate_tokens(body("hi", max_tokens=100, n=3)) == pytest.approx(3 * short, abs=25)
+    assert estimate_tokens(body("hi")) > 500  # the default answer budget
+    assert estimate_tokens(body("hi"), default_completion_tokens=7) < 30
+
+
+async def test_rpm_budget_paces_requests(autojump_clock: trio.testing.MockClock) -> None:
+    budgets = Budgets(rpm=120)  # two a second, one second's worth up front
+    sent: list[float] = []
+
+    async def one() -> None:
+        await budgets.acquire(10)
+        sent.append(trio.current_time())
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(60):
+            nursery.start_soon(one)
+    sent = [t - start for t in sent]
+    assert sent[:2] == [0.0, 0.0]
+    assert sent[-1] == pytest.approx(29.0, abs=0.01)
+    gaps = [b - a for a, b in itertools.pairwise(sent[1:])]
+    assert all(g == pytest.approx(0.5, abs=1e-6) for g in gaps)
+
+
+async def test_idle_bucket_does_not_store_more_than_its_burst(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budgets = Budgets(rpm=120)
+    await trio.sleep(600)  # ten idle minutes must not bank 1,200 requests
+    start = trio.current_time()
+    for _ in range(6):
+        await budgets.acquire(1)
+    assert trio.current_time() - start == pytest.approx(2.0, abs=1e-6)
+
+
+async def test_tpm_refund_wakes_waiters_early(autojump_clock: trio.testing.MockClock) -> None:
+    budgets = Budgets(tpm=600)  # 10 tokens a second, 10 up front
+    await budgets.acquire(10)
+    finished = trio.Event()
+
+    async def waiter() -> None:
+        await budgets.acquire(100)  # would wait 10 s
+        finished.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.sleep(1)
+        assert not finished.is_set()
+        budgets.refund_tokens(100)  # the first request's estimate was far too high
+        with trio.fail_after(0.01):
+            await finished.wait()
+
+
+async def test_usage_above_the_estimate_charges_the_difference(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budgets = Budgets(tpm=600)
+    await budgets.acquire(10)
+    budgets.refund_tokens(-50)  # the answer cost 50 more than estimated
+    start = trio.current_time()
+    await budgets.acquire(10)
+    assert trio.current_time() - start == pytest.approx(6.0, abs=1e-6)
+
+
+async def test_cancelled_waiter_gives_its_reservation_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budgets = Budgets(rpm=60)  # one a second
+    await budgets.acquire(1)
+    with trio.move_on_after(0.5):
+        await budgets.acquire(1)  # reserved the slot at t=1, then gave up
+    start = trio.current_time()
+    await budgets.acquire(1)
+    # Had the abandoned reservation been kept, this would wait until t=2.
+    assert trio.current_time() - start == pytest.approx(0.5, abs=1e-6)
+
+
+async def test_token_bucket_serves_in_order(autojump_clock: trio.testing.MockClock) -> None:
+    bucket = TokenBucket.starting_at(rate=1.0, capacity=1.0, level=0.0)
+    order: list[int] = []
+
+    async def take(i: int, ticket: float) -> None:
+        await bucket.wait(ticket)
+        order.append(i)
+
+    async with trio.open_nursery() as nursery:
+        # Reserved in this order (3 tokens, then 1, then 1): served in this order.
+        for i, cost in enumerate([3, 1, 1]):
+            nursery.start_soon(take, i, bucket.reserve(cost))
+    assert order == [0, 1, 2]
+    assert trio.current_time() == pytest.approx(5.0, abs=1e-6)
+
+
+def test_budgets_reject_bad_numbers() -> None:
+    for bad in (0, -1, math.inf, math.nan, True, "10"):
+        with pytest.raises(ValueError, match="rpm must be a positive number"):
+            Budgets(rpm=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tpm"):
+        Budgets(tpm=0)
+
+
+def headers(limit: int, remaining: int, reset: str) -> httpx.Headers:
+    return httpx.Headers(
+        {
+            "x-ratelimit-limit-requests": str(limit),
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-reset-requests": reset,
+        }
+    )
+
+
+def response(h: httpx.Headers, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, headers=h)
+
+
+async def test_headers_teach_rate_and_level(autojump_clock: trio.testing.MockClock) -> None:
+    budgets = Budgets()
+    # Nothing known yet: no waiting at all.
+    await budgets.acquire(1)
+    sent = budgets.sent(1)
+    # The server (60 rpm: 1 per second) has 10 left of 60, full again in 50 s.
+    budgets.observe(response(headers(60, 10, "50s")), sent)
+    limit = budgets.header_requests
+    assert limit.bucket is not None
+    assert limit.bucket.rate == pytest.approx(1.0, rel=0.02)
+    start = trio.current_time()
+    for _ in range(20):
+        await budgets.acquire(1)
+        budgets.sent(1)
+    # ~9 go at once (10 less the one-token margin), the other 11 at one a second.
+    assert trio.current_time() - start == pytest.approx(11.0, abs=0.6)
+
+
+async def test_stale_header_reading_is_ignored(autojump_clock: trio.testing.MockClock) -> None:
+    budgets = Budgets()
+    await budgets.acquire(1)
+    first = budgets.sent(1)
+    await budgets.acquire(1)
+    second = budgets.sent(1)
+    budgets.observe(response(headers(60, 30, "30s")), second)
+    level = budgets.header_requests.bucket.level()  # type: ignore[union-attr]
+    # The older request's answer (remaining was higher then) must not raise the level.
+    budgets.observe(response(headers(60, 50, "10s")), first)
+    assert budgets.header_requests.bucket.level() == pytest.approx(level)  # type: ignore[union-attr]
+
+
+async def test_headers_count_requests_sent_after_the_reading(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budgets = Budgets()
+    await budgets.acquire(1)
+    early = budgets.sent(1)
+    for _ in range(5):  # five more leave before the first answer comes back
+        await budgets.acquire(1)
+        budgets.sent(1)
+    budgets.observe(response(headers(600, 100, "50s")), early)  # 10 per second
+    bucket = budgets.header_requests.bucket
+    assert bucket is not None
+    # 100 left when the server answered, less the 5 sent since, less the 1-token margin.
+    assert bucket.level() == pytest.approx(94.0, abs=0.01)
+
+
+async def test_headers_off_means_no_header_pacing(autojump_clock: trio.testing.MockClock) -> None:
+    budgets = Budgets(follow_headers=False)
+    await budgets.acquire(1)
+    budgets.observe(response(headers(60, 0, "60s")), budgets.sent(1))
+    start = trio.current_time()
+    await budgets.acquire(1)
+    assert trio.current_time() == start

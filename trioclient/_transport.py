@@ -165,7 +165,7 @@ class _ResponseStream(httpx.AsyncByteStream):
             raise StopAsyncIteration
         h = conn.h11
         chunks: list[bytes] = []
-        finished = False
+        ok = False  # this call ends normally, with a chunk or the end
         try:
             while True:
                 try:
@@ -177,7 +177,7 @@ class _ResponseStream(httpx.AsyncByteStream):
                     chunks.append(event.data)  # type: ignore[union-attr]
                 elif event is h11.NEED_DATA:
                     if chunks:
-                        finished = True
+                        ok = True
                         break
                     try:
                         data = await conn.stream.receive_some(_READ_SIZE)
@@ -191,7 +191,7 @@ class _ResponseStream(httpx.AsyncByteStream):
                     h.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
                 elif kind is h11.EndOfMessage:
                     self._conn = None
-                    finished = True
+                    ok = True
                     await self._transport._release(conn)
                     break
                 else:
@@ -200,7 +200,7 @@ class _ResponseStream(httpx.AsyncByteStream):
                         request=self._request,
                     )
         finally:
-            if not finished and self._conn is not None:
+            if not ok and self._conn is not None:
                 # An error or a cancellation mid-body: the connection's state is
                 # unknown, so it can never be reused.
                 self._conn = None

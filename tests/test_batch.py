@@ -362,7 +362,7 @@ async def test_engine_failure_is_one_clear_error(autojump_clock: trio.testing.Mo
     api = FakeAPI()
     client = make_client(api)
     async with client:
-        with pytest.raises(BatchError, match="batch engine failed.*RuntimeError") as info:
+        with pytest.raises(BatchError, match=r"batch engine failed.*RuntimeError") as info:
             async with client.batch([body(f"sleep=1 n={i}") for i in range(5)]) as results:
                 await client.aclose()  # the client closes under the running batch
                 async for _ in results:

@@ -243,6 +243,13 @@ def test_bom_only_stripped_once() -> None:
     ]
 
 
+@pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff"], ids=["UTF-16LE", "UTF-16BE"])
+def test_utf16_bom_is_not_honoured(bom: bytes) -> None:
+    # The stream is always UTF-8: a UTF-16 BOM is two U+FFFD glued to the first
+    # field name, which makes that line an unknown field.
+    assert decode_all(bom + b"data:1\n\ndata:2\n\n") == [ServerSentEvent(data="2")]
+
+
 def test_bom_not_at_start_of_data_is_kept() -> None:
     assert decode_all(b"data: \xef\xbb\xbfx\n\n") == [ServerSentEvent(data="\ufeffx")]
 

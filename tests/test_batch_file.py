@@ -1,0 +1,402 @@
+"""The JSONL runner: Batch API format in and out, bad lines, duplicates, resuming after a
+torn line or a kill -9, retry_failed, streams as file objects, and a failing disk.
+
+The server is scripted behind ``httpx.MockTransport`` (autojump clock) except for the
+kill -9 test, which runs a real child process against the embedded server.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import signal
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+
+import trioclient
+from trioclient import RetryPolicy
+from trioclient._batch_file import (
+    BatchFileError,
+    BatchFileRunner,
+    BatchFileSummary,
+    run_batch_file,
+)
+from trioclient.testing import open_server
+
+URL = "http://127.0.0.1:9/v1"
+
+
+@attrs.define
+class FakeAPI:
+    """Answers ``echo <prompt>``; a prompt with ``status=N`` gets that status,
+    ``sleep=S`` takes S seconds. Set ``fixed`` to make every request succeed."""
+
+    prompts: list[str] = attrs.field(factory=list)
+    fixed: bool = False
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        data = json.loads(request.content)
+        prompt = data["messages"][-1]["content"]
+        self.prompts.append(prompt)
+        words = dict(w.split("=", 1) for w in prompt.split() if "=" in w)
+        await trio.sleep(float(words.get("sleep", 0.01)))
+        headers = {"x-request-id": f"req-{len(self.prompts)}"}
+        if "status" in words and not self.fixed:
+            return httpx.Response(
+                int(words["status"]),
+                json={"error": {"message": "nope", "code": "bad_thing"}},
+                headers=headers,
+            )
+        return httpx.Response(
+            200,
+            headers=headers,
+            json={
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": data["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"echo {prompt}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+            },
+        )
+
+
+def client_for(api: FakeAPI) -> trioclient.Client:
+    return trioclient.Client(
+        api_key="sk-test",
+        base_url=URL,
+        transport=httpx.MockTransport(api),
+        retry=RetryPolicy(max_retries=1, base_delay=0.01),
+    )
+
+
+def line(custom_id: str, prompt: str, **extra: Any) -> str:
+    obj = {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "m", "messages": [{"role": "user", "content": prompt}]},
+        **extra,
+    }
+    return json.dumps(obj)
+
+
+def write_input(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def by_id(path: Path) -> dict[str, dict[str, Any]]:
+    """Records by custom_id, checking that none appears twice."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records(path):
+        custom_id = record["custom_id"]
+        if custom_id is not None:
+            assert custom_id not in out, f"{custom_id} written twice"
+            out[custom_id] = record
+    return out
+
+
+async def test_jsonl_in_batch_api_results_out(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    source = write_input(
+        tmp_path / "in.jsonl", [line(f"q{i}", f"question {i} sleep={5 - i}") for i in range(5)]
+    )
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    async with client_for(api) as client:
+        summary = await run_batch_file(client, source, out)
+    assert summary == BatchFileSummary(
+        total=5,
+        succeeded=5,
+        failed=0,
+        skipped_already_done=0,
+        remaining=0,
+        input_errors=0,
+        output=str(out),
+    )
+    got = records(out)
+    # Completion order: the last line was the fastest.
+    assert [r["custom_id"] for r in got] == ["q4", "q3", "q2", "q1", "q0"]
+    first = got[0]
+    assert first["id"].startswith("batch_req_") and first["error"] is None
+    assert first["response"]["status_code"] == 200
+    assert first["response"]["request_id"].startswith("req-")
+    assert (
+        first["response"]["body"]["choices"][0]["message"]["content"] == "echo question 4 sleep=1"
+    )
+    assert len({r["id"] for r in got}) == 5
+
+
+async def test_bad_lines_are_reported_and_good_ones_run(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    lines = [
+        line("a", "fine"),
+        "{not json",
+        json.dumps({"method": "POST", "url": "/v1/chat/completions", "body": {}}),
+        line("e", "embed me", url="/v1/embeddings"),
+        "",
+        line("s", "bad status=400"),
+        json.dumps({"custom_id": "nb", "url": "/chat/completions", "body": "text"}),
+        line("z", "also fine", url="/chat/completions"),
+    ]
+    source = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    async with client_for(api) as client:
+        summary = await run_batch_file(client, source, out)
+    assert (summary.total, summary.succeeded, summary.failed) == (7, 2, 5)
+    assert summary.input_errors == 4
+    assert sorted(api.prompts) == ["also fine", "bad status=400", "fine"]
+    got = records(out)
+    errors = {r["error"]["line"]: r for r in got if r["error"] and "line" in r["error"]}
+    assert (
+        errors[2]["error"]["code"] == "invalid_json" and "line 2" in errors[2]["error"]["message"]
+    )
+    assert errors[3]["error"]["code"] == "missing_custom_id"
+    assert errors[4]["error"]["code"] == "unsupported_url" and errors[4]["custom_id"] == "e"
+    assert "/v1/embeddings" in errors[4]["error"]["message"]
+    assert errors[7]["error"]["code"] == "invalid_body"
+    status = by_id(out)["s"]
+    assert status["error"]["code"] == "bad_thing"
+    assert status["response"]["status_code"] == 400
+    assert status["response"]["body"]["error"]["message"] == "nope"
+
+
+async def test_duplicate_ids_are_rejected_before_sending(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    source = write_input(
+        tmp_path / "in.jsonl",
+        [line("a", "1"), line("b", "2"), line("a", "3"), line("c", "4"), line("a", "5")],
+    )
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    async with client_for(api) as client:
+        with pytest.raises(BatchFileError, match=r"'a' on lines 1, 3, 5.*nothing was sent"):
+            await run_batch_file(client, source, out)
+    assert api.prompts == []
+    assert not out.exists()
+
+
+async def test_resume_repairs_a_torn_line_and_skips_answered_ids(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", [line(f"q{i}", f"p{i}") for i in range(6)])
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    async with client_for(api) as client:
+        await run_batch_file(client, source, out)
+        kept = out.read_text().splitlines(keepends=True)[:2]
+        # A crash mid-write: two whole lines, then half of a third.
+        out.write_text("".join(kept) + kept[0][: len(kept[0]) // 2])
+        answered = {json.loads(x)["custom_id"] for x in kept}
+        api.prompts.clear()
+        summary = await run_batch_file(client, source, out)
+    assert summary.skipped_already_done == 2 and summary.succeeded == 4
+    assert summary.remaining == 0
+    assert sorted(api.prompts) == sorted(
+        f"p{i[1:]}" for i in {f"q{i}" for i in range(6)} - answered
+    )
+    assert sorted(by_id(out)) == [f"q{i}" for i in range(6)]  # each exactly once
+    # Running again sends nothing at all.
+    api.prompts.clear()
+    async with client_for(api) as client:
+        again = await run_batch_file(client, source, out)
+    assert api.prompts == [] and again.skipped_already_done == 6
+
+
+async def test_failed_ids_are_kept_unless_retry_failed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    source = write_input(
+        tmp_path / "in.jsonl", [line("a", "ok"), line("b", "fails status=400"), line("c", "ok2")]
+    )
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    async with client_for(api) as client:
+        first = await run_batch_file(client, source, out)
+        assert (first.succeeded, first.failed) == (2, 1)
+        api.prompts.clear()
+        second = await run_batch_file(client, source, out)
+        assert api.prompts == [] and second.skipped_already_done == 3
+        api.fixed = True
+        third = await run_batch_file(client, source, out, retry_failed=True)
+    assert api.prompts == ["fails status=400"]
+    assert (third.succeeded, third.skipped_already_done) == (1, 2)
+    final = by_id(out)
+    assert sorted(final) == ["a", "b", "c"]
+    assert final["b"]["error"] is None
+
+
+async def test_plain_text_prompts_need_a_model(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    source = write_input(tmp_path / "prompts.txt", ["What is 2+2?", "", "Name a colour."])
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    async with client_for(api) as client:
+        with pytest.raises(BatchFileError, match=r"plain text.*model"):
+            await run_batch_file(client, source, out)
+        summary = await run_batch_file(client, source, out, model="grok-4")
+    assert summary.succeeded == 2
+    got = by_id(out)
+    assert sorted(got) == ["line-1", "line-3"]  # ids from line numbers: stable on resume
+    assert got["line-3"]["response"]["body"]["model"] == "grok-4"
+
+
+async def test_file_objects_and_unseekable_input(autojump_clock: trio.testing.MockClock) -> None:
+    class Pipe(io.RawIOBase):
+        """A stdin-like stream: readable once, not seekable."""
+
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return False
+
+        def readinto(self, buffer: Any) -> int:
+            chunk = self._data.read(len(buffer))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    data = ("\n".join(line(f"q{i}", f"p{i}") for i in range(4)) + "\n").encode()
+    api = FakeAPI()
+    text_out = io.StringIO()
+    binary_out = io.BytesIO()
+    async with client_for(api) as client:
+        one = await run_batch_file(client, io.BufferedReader(Pipe(data)), text_out)
+        two = await run_batch_file(client, io.BytesIO(data), binary_out)
+    assert one.succeeded == two.succeeded == 4
+    for text in (text_out.getvalue(), binary_out.getvalue().decode()):
+        assert sorted(json.loads(x)["custom_id"] for x in text.splitlines()) == [
+            "q0",
+            "q1",
+            "q2",
+            "q3",
+        ]
+
+
+async def test_a_failing_disk_stops_the_run_and_keeps_what_was_written(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_input(
+        tmp_path / "in.jsonl", [line(f"q{i}", f"p{i} sleep={i + 1}") for i in range(6)]
+    )
+    out = tmp_path / "out.jsonl"
+    real_write = os.write
+    writes = 0
+
+    def failing_write(fd: int, data: bytes) -> int:
+        nonlocal writes
+        writes += 1
+        if writes > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    api = FakeAPI()
+    async with client_for(api) as client:
+        monkeypatch.setattr(os, "write", failing_write)
+        with pytest.raises(BatchFileError, match=r"out\.jsonl.*No space left") as info:
+            await run_batch_file(client, source, out)
+        monkeypatch.undo()
+        assert isinstance(info.value.__cause__, OSError)
+        assert [r["custom_id"] for r in records(out)] == ["q0", "q1"]
+        # The disk is back: the same command finishes the job, each id once.
+        summary = await run_batch_file(client, source, out)
+    assert summary.skipped_already_done == 2 and summary.succeeded == 4
+    assert sorted(by_id(out)) == [f"q{i}" for i in range(6)]
+
+
+async def test_an_interrupt_leaves_finished_results_and_a_count_of_the_rest(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    source = write_input(
+        tmp_path / "in.jsonl", [line(f"q{i}", f"p{i} sleep={i + 1}") for i in range(10)]
+    )
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    seen: list[int] = []
+    async with client_for(api) as client:
+        runner = BatchFileRunner(client, source, out, on_progress=lambda p: seen.append(p.done))
+        with trio.move_on_after(3.5):
+            await runner.run()
+        summary = runner.summary()
+        assert summary.interrupted and summary.succeeded == 3 and summary.remaining == 7
+        assert len(records(out)) == 3
+        assert seen and max(seen) == 3
+        final = await run_batch_file(client, source, out)
+    assert final.skipped_already_done == 3 and final.succeeded == 7 and not final.interrupted
+    assert sorted(by_id(out)) == sorted(f"q{i}" for i in range(10))
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, trio, trioclient
+    from trioclient._batch_file import run_batch_file
+
+    async def main():
+        async with trioclient.Client(api_key="sk-test", base_url=sys.argv[1]) as client:
+            await run_batch_file(client, sys.argv[2], sys.argv[3], max_concurrent=4)
+
+    trio.run(main)
+    """
+)
+
+
+async def test_kill_9_loses_nothing_written_and_resume_completes(tmp_path: Path) -> None:
+    n = 40
+    source = write_input(tmp_path / "in.jsonl", [line(f"q{i}", f"question {i}") for i in range(n)])
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(trioclient.__file__).parent.parent)}
+    with trio.fail_after(20):
+        async with open_server(ttft="fixed:0.1") as server:
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-c", CHILD, str(server.base_url), str(source), str(out)],
+                env=env,
+            )
+            try:
+                # No event to wait on across processes: watch the file.
+                while not out.exists() or len(out.read_bytes().splitlines()) < 6:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+                os.kill(proc.pid, signal.SIGKILL)
+            finally:
+                proc.kill()
+                await proc.wait()
+            written = out.read_bytes()
+            complete = written[: written.rfind(b"\n") + 1]
+            before = [json.loads(x) for x in complete.splitlines()]
+            assert 6 <= len(before) < n
+            async with trioclient.Client(api_key="sk-test", base_url=server.base_url) as client:
+                summary = await run_batch_file(client, source, out)
+    assert summary.skipped_already_done == len(before)
+    assert summary.succeeded == n - len(before) and summary.remaining == 0
+    after = records(out)
+    assert after[: len(before)] == before  # nothing written before the kill was lost
+    assert sorted(r["custom_id"] for r in after) == sorted(f"q{i}" for i in range(n))

@@ -1,0 +1,319 @@
+"""Unit tests of the benchmark harness's own logic (not timed, no thresholds).
+
+The benchmarks are only as honest as their arithmetic, their bodies and their
+server config, so those are pinned here: the ideal-makespan and allowed-budget maths,
+the OpenAI shape of the static bodies, a config nginx itself accepts, the report
+tables and verdicts, and the worker drivers' counting. ``python -m benchmarks
+--quick`` (run separately in CI) exercises the rest end to end.
+"""
+
+# ruff: noqa: RUF001 - the report under test is typeset (times sign, en dash).
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+from benchmarks._bodies import STREAM_CHUNKS, chat_completion_body, sse_stream_body
+from benchmarks._maths import allowed_requests, ideal_makespan, percentile, ratio, stream_lags
+from benchmarks._nginx import nginx_config, write_site
+from benchmarks._report import Check, fmt, fmt_ratio, markdown_table, render_markdown
+from benchmarks._wrk import parse_wrk_output, wrk_script
+from benchmarks.contenders._asyncio_driver import semaphore_gather
+from benchmarks.contenders._common import Tally
+from benchmarks.contenders._sse_lines import DONE, parse_data_line
+from benchmarks.contenders._trio_driver import run_trio_workers
+from benchmarks.run_contender import main as run_contender_main
+
+# -- maths ------------------------------------------------------------------------------
+
+
+def test_ideal_makespan_is_total_over_concurrency_when_work_dominates() -> None:
+    assert ideal_makespan([0.2] * 100, 10) == pytest.approx(2.0)
+
+
+def test_ideal_makespan_is_the_longest_request_when_one_straggles() -> None:
+    assert ideal_makespan([5.0, 0.1, 0.1, 0.1], 50) == 5.0
+
+
+@pytest.mark.parametrize(("latencies", "concurrency"), [([], 4), ([1.0], 0), ([-1.0, 2.0], 2)])
+def test_ideal_makespan_rejects_nonsense(latencies: list[float], concurrency: int) -> None:
+    with pytest.raises(ValueError):
+        ideal_makespan(latencies, concurrency)
+
+
+def test_allowed_is_a_full_bucket_plus_refill_over_the_window() -> None:
+    # 1,200 rpm: a bucket of 1,200 that refills 20/s; 50 s admit 2,200 in all.
+    assert allowed_requests(capacity=1200, rate_per_s=20, duration=50) == 2200
+    with pytest.raises(ValueError):
+        allowed_requests(capacity=1, rate_per_s=-1, duration=1)
+
+
+def test_percentile_interpolates_between_order_statistics() -> None:
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(values, 50) == 2.5
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 4.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_ratio_is_none_without_a_reference() -> None:
+    assert ratio(10, 4) == 2.5
+    assert ratio(10, 0) is None
+
+
+def test_stream_lag_is_time_beyond_the_servers_pacing() -> None:
+    # 11 tokens at 10/s: the answer is complete 1.0 s after the request at best.
+    on_time = [0.0, 0.01, 1.002, 11]
+    late = [5.0, 5.3, 6.5, 11]
+    lags = stream_lags([on_time, late], tokens=11, tps=10)
+    assert lags == pytest.approx([0.002, 0.5])
+
+
+# -- static bodies and nginx ------------------------------------------------------------
+
+
+def test_chat_completion_body_is_an_openai_chat_completion() -> None:
+    body = json.loads(chat_completion_body())
+    assert body["object"] == "chat.completion"
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert choice["message"]["content"]
+    assert choice["finish_reason"] == "stop"
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_sse_body_is_chunks_then_done() -> None:
+    events = sse_stream_body().decode().split("\n\n")
+    assert events[-1] == ""  # the body ends with a blank line
+    payloads = [event.removeprefix("data: ") for event in events[:-1]]
+    assert payloads[-1] == "[DONE]"
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    assert len(chunks) == STREAM_CHUNKS
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    with pytest.raises(ValueError, match="at least 2"):
+        sse_stream_body(1)
+
+
+def test_nginx_config_has_the_post_trick_and_keepalive(tmp_path: Path) -> None:
+    text = nginx_config(prefix=tmp_path, root=tmp_path / "www", port=8123, run_as_root=False)
+    assert "listen 127.0.0.1:8123" in text
+    assert "error_page 405 =200 $uri;" in text
+    assert "keepalive_requests 100000;" in text
+    assert "access_log off;" in text
+    assert "daemon off;" in text
+    assert "user " not in text
+    assert text.count("{") == text.count("}")
+    assert "user root;" in nginx_config(prefix=tmp_path, root=tmp_path, port=8123, run_as_root=True)
+    with pytest.raises(ValueError, match="port"):
+        nginx_config(prefix=tmp_path, root=tmp_path, port=0, run_as_root=False)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_accepts_the_generated_config(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "www"
+    write_site(root)
+    assert (root / "v1/chat/completions").read_bytes() == chat_completion_body()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        nginx_config(prefix=tmp_path, root=root, port=8123, run_as_root=os.geteuid() == 0)
+    )
+    nginx = shutil.which("nginx")
+    assert nginx is not None
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+# -- wrk --------------------------------------------------------------------------------
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8080/v1/chat/completions
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.61ms    1.02ms  21.30ms   90.12%
+    Req/Sec    13.93k   512.33    14.80k    71.00%
+  138612 requests in 10.00s, 86.90MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:  13857.91
+Transfer/sec:      8.69MB
+"""
+
+
+def test_parse_wrk_output_reads_rate_and_errors() -> None:
+    parsed = parse_wrk_output(WRK_OUTPUT)
+    assert parsed["requests_per_s"] == 13857.91
+    assert parsed["requests"] == 138612
+    assert parsed["non_2xx"] == 3
+    with pytest.raises(ValueError, match="Requests/sec"):
+        parse_wrk_output("wrk: connection refused")
+
+
+def test_wrk_script_posts_the_json_body() -> None:
+    script = wrk_script({"model": "m", "messages": [{"role": "user", "content": 'say "hi"'}]})
+    assert 'wrk.method = "POST"' in script
+    body_line = next(line for line in script.splitlines() if line.startswith("wrk.body"))
+    literal = body_line.removeprefix("wrk.body = ")
+    assert json.loads(json.loads(literal))["messages"][0]["content"] == 'say "hi"'
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def test_fmt_keeps_three_significant_figures() -> None:
+    assert fmt(1234.5678) == "1,235"
+    assert fmt(12.345) == "12.3"
+    assert fmt(0.012345) == "0.0123"
+    assert fmt(None) == "–"
+    assert fmt_ratio(2.5) == "2.50×"
+    assert fmt_ratio(None) == "–"
+
+
+def test_markdown_table_aligns_numbers_and_escapes_pipes() -> None:
+    table = markdown_table(["name", "req/s"], [["a|b", "1,234"], ["c", "5.6×"]])
+    lines = table.splitlines()
+    assert lines[0] == "| name | req/s |"
+    assert lines[1] == "| --- | ---: |"
+    assert lines[2] == "| a\\|b | 1,234 |"
+    with pytest.raises(ValueError, match="cells"):
+        markdown_table(["one"], [["a", "b"]])
+
+
+@pytest.mark.parametrize(
+    ("measured", "threshold", "op", "expected"),
+    [
+        (5.2, 5.0, ">=", True),
+        (4.9, 5.0, ">=", False),
+        (1.05, 1.10, "<=", True),
+        (1.2, 1.10, "<=", False),
+        (0.02, 0.02, "<", False),
+        (None, 1.0, ">=", None),
+    ],
+)
+def test_check_verdicts(
+    measured: float | None, threshold: float, op: str, expected: bool | None
+) -> None:
+    check = Check("w", "target", measured, threshold, op)  # type: ignore[arg-type]
+    assert check.passed is expected
+
+
+def _doc(mode: str, passed_value: float) -> dict[str, object]:
+    check = Check("nonstream", "trioclient ≥ 5× openai", passed_value, 5.0, ">=")
+    return {
+        "mode": mode,
+        "command": "python -m benchmarks",
+        "started": "2025-01-01 00:00 UTC",
+        "duration_s": 12.0,
+        "machine_text": "2 cores",
+        "workloads": {
+            "nonstream": {
+                "title": "1. Non-streaming",
+                "setup": "5,000 requests",
+                "columns": ["contender", "req/s"],
+                "rows": [["trioclient", "1,000"]],
+                "checks": [check.to_json()],
+                "notes": ["a note"],
+            }
+        },
+    }
+
+
+def test_render_markdown_gives_verdicts_only_in_full_mode() -> None:
+    failing = render_markdown(_doc("full", 3.0))
+    assert "**FAIL**" in failing
+    assert "| trioclient | 1,000 |" in failing
+    assert "- a note" in failing
+    assert "PASS" in render_markdown(_doc("full", 6.0))
+    quick = render_markdown(_doc("quick", 3.0))
+    assert "FAIL" not in quick and "(quick: no verdict)" in quick
+
+
+# -- contender plumbing -----------------------------------------------------------------
+
+
+def test_parse_data_line() -> None:
+    assert parse_data_line(b'data: {"a": 1}') == {"a": 1}
+    assert parse_data_line("data: [DONE]") is DONE
+    assert parse_data_line(b": comment") is None
+    assert parse_data_line(b"") is None
+
+
+async def test_trio_workers_bound_concurrency_and_count_failures() -> None:
+    tally = Tally()
+    in_flight = peak = calls = 0
+
+    async def one() -> int:
+        nonlocal in_flight, peak, calls
+        calls += 1
+        number = calls
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await trio.lowlevel.checkpoint()
+        in_flight -= 1
+        if number % 5 == 0:
+            raise RuntimeError("boom")
+        return 3
+
+    with trio.fail_after(5):
+        await run_trio_workers(20, 4, one, tally)
+    assert calls == 20
+    assert peak == 4
+    assert (tally.ok, tally.failures, tally.units) == (16, 4, 48)
+    assert tally.first_error == "RuntimeError: boom"
+    assert len(tally.latencies) == 16
+
+
+def test_semaphore_gather_bounds_concurrency() -> None:
+    tally = Tally()
+    in_flight = peak = 0
+
+    async def one() -> int:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0)
+        in_flight -= 1
+        return 1
+
+    asyncio.run(semaphore_gather(30, 7, one, tally))
+    assert peak == 7
+    assert tally.ok == 30
+
+
+def test_run_contender_rejects_unknown_contender(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_contender_main(["nonstream", "no-such-client", "{}"]) == 2
+    assert "unknown contender" in capsys.readouterr().err
+
+
+async def test_h11_floor_talks_to_a_real_server() -> None:
+    # The tiniest real workload: the bare h11 contender against the embedded server.
+    testing = pytest.importorskip("trioclient.testing")
+    from benchmarks.contenders import h11_trio
+
+    with trio.fail_after(20):
+        async with testing.open_server(answer_tokens=5) as server:
+            nonstream = await h11_trio._nonstream(
+                {"base_url": server.base_url, "requests": 6, "concurrency": 2}
+            )
+            stream = await h11_trio._stream(
+                {"base_url": server.base_url, "streams": 2, "concurrency": 2}
+            )
+    assert (nonstream["ok"], nonstream["failures"]) == (6, 0)
+    assert (stream["ok"], stream["failures"]) == (2, 0)
+    assert stream["units"] >= 2 * 5  # at least one chunk per token

@@ -327,6 +327,22 @@ async def test_stop_on_error_ends_the_batch(autojump_clock: trio.testing.MockClo
         assert [r.index for r in info.value.results] == [0, 1, 2, 3]
 
 
+async def test_stop_on_error_in_order_skips_the_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    api = FakeAPI()
+    prompts = ["sleep=10", "sleep=1 status=400", "sleep=0.5", "sleep=10 n=3"]
+    async with make_client(api) as client:
+        async with client.batch(
+            [body(p) for p in prompts], ordered=True, stop_on_error=True
+        ) as results:
+            got = [r async for r in results]
+    # 0 and 3 were cancelled at the failure; what finished still comes, in order.
+    assert [r.index for r in got] == [1, 2]
+    assert results.failure is got[0]
+    assert trio.current_time() == pytest.approx(1.0, abs=0.05)
+
+
 async def test_input_that_raises_is_a_batch_error_after_the_rest(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

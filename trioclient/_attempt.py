@@ -11,6 +11,7 @@ the streaming paths, so both read an error response the same way.
 
 from __future__ import annotations
 
+import http
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -189,6 +190,13 @@ def _error_message(body: object) -> str | None:
     return None
 
 
+def _standard_reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def _redact(message: str, request: httpx.Request) -> str:
     """Remove the API key from text a server wrote (some echo the key they refused)."""
     auth = request.headers.get("authorization", "")
@@ -213,7 +221,7 @@ def raise_for_status(response: httpx.Response, body: bytes) -> None:
         parsed = json.loads(body) if body else None
     except ValueError:
         parsed = body.decode("utf-8", "replace")
-    reason = response.reason_phrase or ""
+    reason = response.reason_phrase or _standard_reason(status)
     if 300 <= status < 400:
         location = response.headers.get("location", "(no Location header)")
         message = (
@@ -225,7 +233,7 @@ def raise_for_status(response: httpx.Response, body: bytes) -> None:
     if detail is None:
         kind = response.headers.get("content-type", "no content type")
         detail = f"({kind}) {_snippet(body)}" if body else "(empty body)"
-    message = _redact(f"{status} {reason}: {detail}".replace("  ", " "), request)
+    message = _redact(f"{status} {reason}: {detail}" if reason else f"{status}: {detail}", request)
     request_id = response.headers.get("x-request-id")
     if request_id:
         message += f" (request id {request_id})"

@@ -6,7 +6,8 @@ A request's life, in order (each step is a module of its own):
 2. take a token from the client's :class:`trio.CapacityLimiter` (``max_concurrent``);
    the token is held for the whole request, its retries and their waits included, so a
    retry never needs a new slot nor jumps the queue;
-3. wait at the :class:`~trioclient._pacing.RateLimitGate` if a 429 closed it;
+3. wait at the :class:`~trioclient._gate.RateLimitGate` if a 429 closed it (and, after
+   the pause, pass at the pace it sets);
 4. one **attempt** (:mod:`trioclient._attempt`) under its own deadlines;
 5. on a retryable error, sleep as the :class:`~trioclient.RetryPolicy` says (a 429
    closes the gate for everyone instead), unless the sleep would pass the caller's
@@ -41,7 +42,8 @@ from ._attempt import (
 )
 from ._config import Timeout, resolve_api_key, resolve_base_url
 from ._exceptions import APIError, APIResponseValidationError, APITimeoutError, RateLimitError
-from ._pacing import PACER_EXTENSION, Pacer, RateLimitGate
+from ._gate import RateLimitGate
+from ._pacing import PACER_EXTENSION, Pacer
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -396,7 +398,7 @@ class Client:
         retries = 0
         pacer = request.extensions.get(PACER_EXTENSION)
         while True:
-            if gate.reopens_at > trio.current_time():
+            if gate.interval or gate.reopens_at > trio.current_time():
                 await gate.wait_open()
             if pacer is not None:
                 await pacer.before_attempt(request)
@@ -432,6 +434,8 @@ class Client:
                 counters.in_flight -= 1
                 raise
             counters.in_flight -= 1
+            if gate.interval:
+                gate.record_success()
             return result
 
     async def _complete(

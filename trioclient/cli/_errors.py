@@ -76,7 +76,9 @@ def _one(exc: BaseException) -> str:
         return f"timed out: {_message(exc)} (raise --timeout if the model needs longer)"
     if isinstance(exc, api.APIConnectionError):
         return f"cannot reach {_where(exc)}: {_connection_detail(exc)}"
-    if isinstance(exc, api.APIError):
+    if _is_ours(exc):
+        # trioclient's own errors (APIError, BatchFileError, BatchError...) are worded
+        # for a person already.
         return _message(exc)
     if isinstance(exc, FileNotFoundError):
         return f"no such file: {exc.filename}"
@@ -135,9 +137,13 @@ def describe(exc: BaseException) -> str:
     return redact(" ".join(text.split()))
 
 
+def _is_ours(exc: BaseException) -> bool:
+    return isinstance(exc, api.APIError) or type(exc).__module__.split(".")[0] == "trioclient"
+
+
 def _is_expected(exc: BaseException) -> bool:
     return all(
-        isinstance(leaf, CommandError | api.APIError | OSError | ValueError | TypeError)
+        isinstance(leaf, CommandError | OSError | ValueError | TypeError) or _is_ours(leaf)
         for leaf in _leaves(exc)
     )
 

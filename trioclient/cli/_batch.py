@@ -1,0 +1,170 @@
+"""``trioclient batch INPUT -o OUTPUT``: the durable JSONL runner, from a terminal.
+
+The work is :class:`trioclient._batch_file.BatchFileRunner`'s: each result is written
+as one whole line the moment its request ends, and re-running the same command skips
+what OUTPUT already answers. This module adds what a terminal needs: a check that the
+endpoint is reachable and accepts the key *before* the first request (so a typo in the
+URL is one line, not ten thousand error records), a live progress display, a summary
+line, and a note on Ctrl-C of what was kept and how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ._endpoint import client_options
+from ._errors import EXIT_FAILED, EXIT_OK, CommandError, error_line, run_command
+from ._progress import LiveProgress, Snapshot
+
+if TYPE_CHECKING:
+    from trioclient import Client
+    from trioclient._batch import BatchProgress
+    from trioclient._batch_file import BatchFileRunner, BatchFileSummary
+
+__all__ = ["run"]
+
+PREFLIGHT_TIMEOUT = 15.0
+
+
+async def preflight(client: Client) -> None:
+    """Fail fast, with one line, if the endpoint is unreachable or refuses the key.
+
+    ``GET {base_url}/models`` is free on the OpenAI-compatible APIs and needs the key,
+    so it tells both things apart without spending a completion. Any answer other than
+    401/403 (a server without ``/models`` says 404) lets the batch go ahead.
+
+    Raises:
+        CommandError: the endpoint cannot be reached, or refuses the key.
+    """
+    import httpx
+    import trio
+
+    from trioclient._transport import TrioTransport
+
+    url = client.base_url.join("models")
+    where = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+    transport = TrioTransport(connect_timeout=PREFLIGHT_TIMEOUT)
+    try:
+        with trio.move_on_after(PREFLIGHT_TIMEOUT) as scope:
+            async with httpx.AsyncClient(transport=transport) as http:
+                response = await http.get(url, headers=client._headers)
+        if scope.cancelled_caught:
+            raise CommandError(f"cannot reach {where}: no answer within {PREFLIGHT_TIMEOUT:g} s")
+    except httpx.TransportError as exc:
+        detail = str(exc) or type(exc).__name__
+        if "refused" in detail.lower():
+            detail = "connection refused (is the server running, on that port?)"
+        raise CommandError(f"cannot reach {where}: {detail}") from None
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await transport.aclose()
+    if response.status_code in (401, 403):
+        raise CommandError(
+            f"the server refused the API key ({response.status_code}): check XAI_API_KEY "
+            f"(or OPENAI_API_KEY) for {where}; nothing was sent"
+        )
+
+
+def _snapshot(runner: BatchFileRunner, latest: list[BatchProgress]) -> Snapshot:
+    summary = runner.summary()
+    progress = latest[-1] if latest else None
+    to_do = summary.total - summary.skipped_already_done
+    return Snapshot(
+        done=summary.succeeded + summary.failed,
+        total=to_do if summary.total else None,
+        failed=summary.failed,
+        in_flight=progress.in_flight if progress else 0,
+        rate_limited=progress.rate_limited if progress else 0,
+        tokens=(progress.prompt_tokens + progress.completion_tokens) if progress else 0,
+    )
+
+
+def summary_line(summary: BatchFileSummary) -> str:
+    """``98 succeeded, 2 failed, 0 skipped (already done), 0 remaining -> out.jsonl``."""
+    return (
+        f"{summary.succeeded} succeeded, {summary.failed} failed, "
+        f"{summary.skipped_already_done} skipped (already done), "
+        f"{summary.remaining} remaining -> {summary.output}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``trioclient batch`` with parsed ``args``; return the exit code."""
+    state: dict[str, Any] = {}
+    if args.input != "-":
+        import os
+
+        # Before any network: a typo in the path is the commonest mistake of all.
+        if not os.path.exists(args.input):
+            error_line(f"no such file: {args.input}")
+            return EXIT_FAILED
+        if os.path.isdir(args.input):
+            error_line(f"is a directory, not a file: {args.input}")
+            return EXIT_FAILED
+
+    async def main() -> int:
+        import trio
+
+        import trioclient
+        from trioclient._batch_file import BatchFileRunner
+
+        latest: list[BatchProgress] = []
+
+        def on_progress(progress: BatchProgress) -> None:
+            latest[:] = [progress]
+
+        async with trioclient.Client(**client_options(args.base_url, None)) as client:
+            await preflight(client)
+            runner = BatchFileRunner(
+                client,
+                args.input,
+                args.output,
+                model=args.model,
+                max_concurrent=args.max_concurrent,
+                rpm=args.rpm,
+                tpm=args.tpm,
+                timeout=args.timeout,
+                retry_failed=args.retry_failed,
+                on_progress=on_progress,
+            )
+            state["runner"] = runner
+            progress = LiveProgress("batch", lambda: _snapshot(runner, latest))
+            # A BatchFileError (duplicate ids, unreadable input, a failed write) leaves
+            # this nursery in a group; run_command prints every leaf as one line.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(progress.run)
+                summary = await runner.run()
+                nursery.cancel_scope.cancel()
+        print(f"trioclient batch: {summary_line(summary)}", file=sys.stderr, flush=True)
+        if summary.input_errors:
+            lines = "line was" if summary.input_errors == 1 else "lines were"
+            print(
+                f"trioclient batch: {summary.input_errors} input {lines} not a valid request; "
+                "the error records in the output name the line numbers",
+                file=sys.stderr,
+                flush=True,
+            )
+        if summary.failed:
+            print(
+                "trioclient batch: the failed requests have error records in the output; "
+                "add --retry-failed to send them again",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_FAILED
+        return EXIT_OK
+
+    def on_interrupt() -> str:
+        runner: BatchFileRunner | None = state.get("runner")
+        if runner is None:
+            return "nothing was sent"
+        s = runner.summary()
+        written = s.skipped_already_done + s.succeeded + s.failed
+        return (
+            f"{written} results written to {s.output}; {s.remaining} remain: "
+            "run the same command to resume"
+        )
+
+    return run_command(main, on_interrupt=on_interrupt)

@@ -44,7 +44,16 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from . import sse as sse
     from . import testing as testing
+    from ._batch import BatchError as BatchError
+    from ._batch import BatchProgress as BatchProgress
+    from ._batch import BatchResult as BatchResult
+    from ._batch import BatchResults as BatchResults
+    from ._batch_file import BatchFileError as BatchFileError
+    from ._batch_file import BatchFileRunner as BatchFileRunner
+    from ._batch_file import BatchFileSummary as BatchFileSummary
+    from ._batch_file import run_batch_file as run_batch_file
     from ._chat import Chat as Chat
     from ._chat import Response as Response
     from ._chat import assistant as assistant
@@ -62,6 +71,7 @@ if TYPE_CHECKING:
     from ._models import ToolCall as ToolCall
     from ._models import Usage as Usage
     from ._stream import ChatCompletionStream as ChatCompletionStream
+    from ._transport import TrioTransport as TrioTransport
 
 # Loaded on first use: the models are needed only once an answer arrives, and the
 # server, the CLI and the batch engine only by programs that use them.
@@ -85,7 +95,17 @@ _LAZY = {
         name: ("._chat", name)
         for name in ("Chat", "Response", "assistant", "system", "tool_result", "user")
     },
+    **{
+        name: ("._batch", name)
+        for name in ("BatchError", "BatchProgress", "BatchResult", "BatchResults")
+    },
+    **{
+        name: ("._batch_file", name)
+        for name in ("BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file")
+    },
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
+    "TrioTransport": ("._transport", "TrioTransport"),
+    "sse": (".sse", None),
     "testing": (".testing", None),
 }
 

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Self
 import attrs
 import httpx
 import trio
-from trio_util import AsyncValue  # type: ignore[import-untyped]
+from trio_util import AsyncValue
 
 from ._client import build_body
 from ._config import Timeout

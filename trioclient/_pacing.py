@@ -1,10 +1,9 @@
-"""Pacing: keeping a crowd of tasks from running into the server's rate limit together.
+"""Pacing: sending at the rate a budget allows, before the server has to say no.
 
-The :class:`RateLimitGate` is the client-wide answer to a 429. Without it, each of N
-tasks that meets the limit backs off on its own, and the other N - 1 tasks keep sending
-into the wall meanwhile, each earning its own 429. With it, the first 429 closes the gate
-for the server's requested wait; every task checks the gate before it sends, so the
-whole client makes one pause, not N, and resumes together when the server said it could.
+The answer *after* a 429 is the client-wide gate (:mod:`trioclient._gate`). This module
+is the answer before it: the batch engine's ``rpm``/``tpm`` budgets, and the server's
+own budgets as its ``x-ratelimit-*`` headers describe them, all as token buckets that
+the request path consults through a :class:`Pacer` before every attempt.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ __all__ = [
     "PACER_EXTENSION",
     "Budgets",
     "Pacer",
-    "RateLimitGate",
     "TokenBucket",
     "estimate_tokens",
     "parse_reset_duration",
@@ -43,36 +41,6 @@ class Pacer(Protocol):
 
     def after_response(self, response: httpx.Response) -> None:
         """See every response's headers (any status) as soon as they arrive."""
-
-
-@attrs.define
-class RateLimitGate:
-    """A shared "not before" time for every request of a client.
-
-    It holds no task and no lock: closing it moves a timestamp, and waiting at it is
-    a ``trio.sleep_until`` that ends early only if the caller is cancelled.
-    """
-
-    reopens_at: float = -math.inf
-    closures: int = 0
-
-    def close_for(self, seconds: float) -> None:
-        """Keep everyone from sending for ``seconds`` from now (never shortens a pause)."""
-        until = trio.current_time() + seconds
-        if until > self.reopens_at:
-            if self.reopens_at <= trio.current_time():
-                self.closures += 1
-            self.reopens_at = until
-
-    def is_open(self) -> bool:
-        return self.reopens_at <= trio.current_time()
-
-    async def wait_open(self) -> None:
-        """Sleep until the gate is open (the gate may be pushed back while we sleep)."""
-        # Not a polling loop: each pass sleeps exactly to the reopening time, and loops
-        # only if another 429 pushed that time back meanwhile.
-        while (until := self.reopens_at) > trio.current_time():  # noqa: ASYNC110
-            await trio.sleep_until(until)
 
 
 # --- budgets: token buckets the batch engine paces with -----------------------------

@@ -44,7 +44,7 @@ from ._exceptions import (
 from ._models import ChatCompletion, ChatCompletionChunk
 from ._pacing import Pacer
 from ._retry import RetryPolicy
-from ._sse import SSEDecoder, SSEError
+from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
     from ._client import Client

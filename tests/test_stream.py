@@ -371,3 +371,22 @@ async def test_a_stream_over_the_size_bound_is_refused() -> None:
         assert client.limiter.borrowed_tokens == 0
     assert caught.value.partial is not None
     assert caught.value.partial.content == "x" * 400
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_chunks_before_a_failure_are_delivered_however_the_bytes_were_split(
+    split: bool,
+) -> None:
+    error_event = b'data: {"error": {"message": "overloaded"}}\n\n'
+    first = [chunk("Hello", role="assistant"), chunk(" there")]
+    script = [*first, error_event] if split else [b"".join(first) + error_event]
+    server = Server(script)
+    async with client_for(server) as client:
+        received = []
+        with pytest.raises(trioclient.APIStreamError, match="overloaded"):
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                async for piece in stream:
+                    received.append(piece.content)
+        assert client.limiter.borrowed_tokens == 0
+    assert received == ["Hello", " there"]
+    assert len(server.requests) == 1

@@ -193,6 +193,7 @@ class ChatCompletionStream:
         self._accumulator = ChunkAccumulator()
         self._deadline = math.inf
         self._done = False
+        self._failure: APIError | None = None
         self._closed = False
         self._holds_token = False
         self._opened_at = 0.0
@@ -236,7 +237,7 @@ class ChatCompletionStream:
             self._response = response
             self._body = response.stream.__aiter__()  # type: ignore[union-attr]
             while not self._pending and not self._done:
-                await self._receive(first=True)
+                await self._receive(first=True)  # a failure here, with no chunk yet, is retried
         if scope.cancelled_caught:
             which = "Timeout.total" if deadline == self._deadline else "Timeout.first_byte"
             raise APITimeoutError(
@@ -250,6 +251,7 @@ class ChatCompletionStream:
         self._pending.clear()
         self._accumulator = ChunkAccumulator()
         self._done = False
+        self._failure = None
         self.first_chunk_at = self.finished_at = None
 
     # -- reading --------------------------------------------------------------------
@@ -290,7 +292,15 @@ class ChatCompletionStream:
         for event in events:
             if self._done:
                 break
-            self._handle(event.event, event.data)
+            try:
+                self._handle(event.event, event.data)
+            except APIError as error:
+                if not self._pending:
+                    raise
+                # Chunks that arrived before the failure are delivered first, so what
+                # the caller sees does not depend on how TCP happened to split the bytes.
+                self._failure = error
+                return
 
     def _handle(self, event_type: str, data: str) -> None:
         if data == _DONE:
@@ -330,6 +340,11 @@ class ChatCompletionStream:
     async def __anext__(self) -> ChatCompletionChunk:
         if self._pending:
             return self._pending.popleft()
+        if self._failure is not None:
+            error, self._failure = self._failure, None
+            self._client._counters.failed += 1
+            await self.aclose()
+            raise error
         if self._done or self._closed:
             await self.aclose()
             raise StopAsyncIteration

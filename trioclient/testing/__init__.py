@@ -1,0 +1,81 @@
+"""An embedded OpenAI-compatible chat-completions server for tests, demos and load tests.
+
+It speaks real HTTP/1.1 on a real socket (trio + h11), so any client, ours or the
+official `openai` package, talks to it exactly as to a remote API. It shares no
+protocol code with trioclient's client: two independent readings of the OpenAI API
+make a test of one against the other mean something.
+
+    async with trioclient.testing.open_server(rpm=120, ttft="lognormal:0.2,0.5") as server:
+        client = openai.AsyncOpenAI(api_key="sk-test", base_url=server.base_url)
+        ...
+        assert server.statistics().peak_in_flight_requests <= 8
+
+What it serves: `POST /v1/chat/completions` (JSON or SSE streaming, `n`, `max_tokens`
+/ `max_completion_tokens`, `stream_options.include_usage`, `seed`), `GET /v1/models`,
+`GET /v1/models/{id}`, `GET /health`; the same paths without `/v1` also work.
+Answers are deterministic readable text derived from the prompt (+ seed and choice
+index); `usage.completion_tokens` equals the number of streamed content chunks.
+
+What it simulates, per server (`ServerConfig`, also `open_server(**fields)`):
+
+* latency: `ttft` (time to first token) and `tps` (tokens per second), each a
+  `Distribution` (fixed, uniform or lognormal; strings like `"uniform:0.1,0.3"`).
+  Stream chunk i is sent at `start + ttft + i / tps` (no drift);
+* rate limits: `rpm` / `tpm` token buckets per API key (start full, refill
+  continuously); 429 with `retry-after` / `retry-after-ms`; the six
+  `x-ratelimit-*` headers on every chat response when a limit is configured;
+  `insufficient_quota=True` makes every chat request a quota 429;
+* faults: by probability (`faults={"http_503": 0.05}`) or scripted
+  (`server.script_faults([None, "reset_mid_stream"])`); kinds in `FAULT_KINDS`,
+  knobs in `FaultParams`.
+
+Per request, the `x-trioclient-sim` header overrides the server config with a JSON
+object of any of: `"fault"` (a kind, or null for none), `"ttft"`, `"tps"` (number or
+distribution string; tps null = unpaced) and `"answer_tokens"`. Example:
+`x-trioclient-sim: {"fault": "http_500"}`. A bad header is a 400 naming it.
+
+Faults, and what a stream-only fault does to a non-streaming response:
+
+* `http_500`/`http_502`/`http_503`/`http_504`: that status with an OpenAI error body;
+* `html_error`: a 502 with an nginx-style HTML page (text/html);
+* `rate_limited`: a 429 with `retry-after-ms` = `FaultParams.rate_limited_retry_after`;
+* `reset_before_response`: TCP RST after reading the request;
+* `reset_mid_body` / `reset_mid_stream`: half the body (or some chunks), then RST;
+* `truncated_stream`: some chunks, then a clean end without `[DONE]`
+  (non-streaming: half the body, then a clean close short of Content-Length);
+* `malformed_json` / `malformed_chunk`: the body (or one SSE event) is cut-off JSON;
+* `error_event`: mid-stream `data: {"error": ...}` then the end (non-streaming: a
+  200 whose body is an error object);
+* `stall_before_first_byte` / `stall_between_chunks`: sleep `stall_seconds`;
+* `slow_trickle`: the body in `trickle_bytes` writes every `trickle_interval`;
+* `huge_response`: an answer of at least `huge_bytes` (streamed as ~4 KiB deltas);
+* `wrong_content_type`: JSON as text/html (streams as text/plain);
+* `handler_crash`: the handler raises, its connection drops, the server carries on.
+"""
+
+from ._config import FAULT_KINDS, Distribution, FaultParams, ServerConfig, parse_distribution
+from ._ratelimit import format_duration
+from ._server import SIM_HEADER, Server, ServerStatistics, open_server, serve
+
+__all__ = [
+    "FAULT_KINDS",
+    "SIM_HEADER",
+    "Distribution",
+    "FaultParams",
+    "Server",
+    "ServerConfig",
+    "ServerStatistics",
+    "format_duration",
+    "open_server",
+    "parse_distribution",
+    "serve",
+]
+
+for _name in __all__:
+    _value = globals()[_name]
+    if hasattr(_value, "__module__"):
+        try:
+            _value.__module__ = __name__
+        except (AttributeError, TypeError):
+            pass
+del _name, _value

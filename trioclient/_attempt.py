@@ -35,6 +35,7 @@ __all__ = [
     "Sender",
     "client_sender",
     "close_response",
+    "error_detail",
     "parse_json",
     "raise_for_status",
     "read_body",
@@ -175,7 +176,8 @@ def _snippet(body: bytes, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _error_message(body: object) -> str | None:
+def error_detail(body: object) -> str | None:
+    """The human-readable message of an error body, in the shapes servers use."""
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict):
@@ -229,7 +231,7 @@ def raise_for_status(response: httpx.Response, body: bytes) -> None:
             "redirects are not followed for API calls (check base_url)"
         )
         raise APIStatusError(message, response=response, body=parsed, request=request)
-    detail = _error_message(parsed)
+    detail = error_detail(parsed)
     if detail is None:
         kind = response.headers.get("content-type", "no content type")
         detail = f"({kind}) {_snippet(body)}" if body else "(empty body)"

@@ -34,6 +34,7 @@ import trio
 from ._attempt import (
     Sender,
     client_sender,
+    error_detail,
     parse_json,
     raise_for_status,
     read_body,
@@ -468,8 +469,14 @@ class Client:
         raise_for_status(response, body)
         from ._models import ChatCompletion  # loaded with the first answer, not on import
 
+        data = parse_json(response, body)
         try:
-            return ChatCompletion.from_dict(parse_json(response, body))
+            if type(data) is dict and "error" in data and "choices" not in data:
+                # Some servers and proxies report a failure inside a 200; say what it was.
+                raise APIResponseValidationError(
+                    f"invalid response: a 200 carrying an error: {error_detail(data) or data['error']!r}"
+                )
+            return ChatCompletion.from_dict(data)
         except APIResponseValidationError as error:
             error.request = request
             raise

@@ -53,9 +53,39 @@ Faults, and what a stream-only fault does to a non-streaming response:
 * `handler_crash`: the handler raises, its connection drops, the server carries on.
 """
 
-from ._config import FAULT_KINDS, Distribution, FaultParams, ServerConfig, parse_distribution
-from ._ratelimit import format_duration
-from ._server import SIM_HEADER, Server, ServerStatistics, open_server, serve
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._config import FAULT_KINDS as FAULT_KINDS
+    from ._config import Distribution as Distribution
+    from ._config import FaultParams as FaultParams
+    from ._config import ServerConfig as ServerConfig
+    from ._config import parse_distribution as parse_distribution
+    from ._ratelimit import format_duration as format_duration
+    from ._server import SIM_HEADER as SIM_HEADER
+    from ._server import Server as Server
+    from ._server import ServerStatistics as ServerStatistics
+    from ._server import open_server as open_server
+    from ._server import serve as serve
+
+# Loaded on first use, so that importing the pytest plugin (which pytest does in every
+# run where trioclient is installed) costs nothing until a fixture is used.
+_LAZY = {
+    "FAULT_KINDS": "._config",
+    "Distribution": "._config",
+    "FaultParams": "._config",
+    "ServerConfig": "._config",
+    "parse_distribution": "._config",
+    "format_duration": "._ratelimit",
+    "SIM_HEADER": "._server",
+    "Server": "._server",
+    "ServerStatistics": "._server",
+    "open_server": "._server",
+    "serve": "._server",
+}
 
 __all__ = [
     "FAULT_KINDS",
@@ -71,11 +101,21 @@ __all__ = [
     "serve",
 ]
 
-for _name in __all__:
-    _value = globals()[_name]
-    if hasattr(_value, "__module__"):
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    if isinstance(value, type) or callable(value):
+        # Tracebacks and reprs say trioclient.testing.Server, the public name.
         try:
-            _value.__module__ = __name__
+            value.__module__ = __name__
         except (AttributeError, TypeError):
             pass
-del _name, _value
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import http
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import trio
@@ -29,9 +29,10 @@ from ._exceptions import (
     ResponseTooLargeError,
     status_error_class,
 )
-from ._pacing import PACER_EXTENSION
 
 __all__ = [
+    "PACER_EXTENSION",
+    "Pacer",
     "Sender",
     "client_sender",
     "close_response",
@@ -43,6 +44,24 @@ __all__ = [
     "translate_transport_error",
     "transport_sender",
 ]
+
+#: The ``httpx.Request.extensions`` key under which a request carries its :class:`Pacer`.
+PACER_EXTENSION = "trioclient.pacer"
+
+
+class Pacer(Protocol):
+    """What the request path asks of a pacer (the batch engine's rpm/tpm budgets, in :mod:`trioclient._pacing`).
+
+    A request carries its pacer in ``request.extensions[PACER_EXTENSION]``, so the
+    client's hot path pays one dictionary lookup when there is none.
+    """
+
+    async def before_attempt(self, request: httpx.Request) -> None:
+        """Wait until this attempt may be sent (every attempt, retries included)."""
+
+    def after_response(self, response: httpx.Response) -> None:
+        """See every response's headers (any status) as soon as they arrive."""
+
 
 #: Sends a request and returns once the response headers are in (body unread).
 Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]

@@ -32,6 +32,8 @@ import httpx
 import trio
 
 from ._attempt import (
+    PACER_EXTENSION,
+    Pacer,
     Sender,
     client_sender,
     error_detail,
@@ -44,7 +46,6 @@ from ._attempt import (
 from ._config import Timeout, resolve_api_key, resolve_base_url
 from ._exceptions import APIError, APIResponseValidationError, APITimeoutError, RateLimitError
 from ._gate import RateLimitGate
-from ._pacing import PACER_EXTENSION, Pacer
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -93,17 +94,26 @@ class ClientStatistics:
     total_tokens: int
 
 
-@attrs.define
 class _Counters:
-    sent: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    """The live counters behind :meth:`Client.statistics` (a plain class: it is
+    touched on every request, and built on import)."""
+
+    __slots__ = (
+        "completion_tokens",
+        "failed",
+        "in_flight",
+        "prompt_tokens",
+        "rate_limited",
+        "retries",
+        "sent",
+        "succeeded",
+        "total_tokens",
+    )
+
+    def __init__(self) -> None:
+        self.sent = self.succeeded = self.failed = self.in_flight = 0
+        self.retries = self.rate_limited = 0
+        self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
 
     def add_usage(self, usage: Usage | None) -> None:
         if usage is not None:

@@ -9,7 +9,7 @@ the request path consults through a :class:`Pacer` before every attempt.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import httpx
@@ -25,23 +25,10 @@ __all__ = [
     "parse_reset_duration",
 ]
 
-#: The ``httpx.Request.extensions`` key under which a request carries its :class:`Pacer`.
-PACER_EXTENSION = "trioclient.pacer"
-
-
-class Pacer(Protocol):
-    """What the request path asks of a pacer (the batch engine's rpm/tpm budgets).
-
-    A request carries its pacer in ``request.extensions[PACER_EXTENSION]``, so the
-    client's hot path pays one dictionary lookup when there is none.
-    """
-
-    async def before_attempt(self, request: httpx.Request) -> None:
-        """Wait until this attempt may be sent (every attempt, retries included)."""
-
-    def after_response(self, response: httpx.Response) -> None:
-        """See every response's headers (any status) as soon as they arrive."""
-
+# The request path's side of the hook lives in _attempt (PACER_EXTENSION, Pacer), so
+# that `import trioclient` does not load the budgets below.
+from ._attempt import PACER_EXTENSION as PACER_EXTENSION
+from ._attempt import Pacer as Pacer
 
 # --- budgets: token buckets the batch engine paces with -----------------------------
 #

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 import trio
 
-from ._attempt import Sender, close_response, raise_for_status, read_body, send
+from ._attempt import Pacer, Sender, close_response, raise_for_status, read_body, send
 from ._config import Timeout
 from ._exceptions import (
     APIError,
@@ -42,7 +42,6 @@ from ._exceptions import (
     ResponseTooLargeError,
 )
 from ._models import ChatCompletion, ChatCompletionChunk
-from ._pacing import Pacer
 from ._retry import RetryPolicy
 from .sse import SSEDecoder, SSEError
 

@@ -129,6 +129,7 @@ async def test_chunks_arrive_typed_and_add_up_to_the_final_completion() -> None:
     assert final.id == "chatcmpl-s"
     sent = json.loads(server.requests[0].content)
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert server.requests[0].headers["accept"] == "text/event-stream"
     assert (stats.requests_succeeded, stats.total_tokens, stats.in_flight) == (1, 8, 0)
     assert client.limiter.borrowed_tokens == 0
 

@@ -459,7 +459,8 @@ async def open_stream(
     pacer: Pacer | None = None,
 ) -> ChatCompletionStream:
     """Send a streaming request and wait for its first chunk (retrying until then)."""
-    request = client.build_request(body, extra_headers, pacer)
+    headers = {"Accept": "text/event-stream", **(extra_headers or {})}
+    request = client.build_request(body, headers, pacer)
     stream = ChatCompletionStream(client, request, timeout)
     await client.limiter.acquire_on_behalf_of(stream)
     try:

@@ -27,14 +27,20 @@ def make_plots(doc: dict[str, Any], out_dir: Path) -> tuple[list[str], str | Non
     rate = workloads.get("ratelimit")
     if rate and rate.get("raw"):
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-        for label, res in rate["raw"].items():
+        for index, (label, res) in enumerate(rate["raw"].items()):
             if res.get("status") != "ok":
                 continue
+            color = f"C{index}"  # the same contender has the same colour in both panels
             ok_times = sorted(res.get("ok_times") or [])
-            top.plot(ok_times, range(1, len(ok_times) + 1), label=label)
+            top.plot(ok_times, range(1, len(ok_times) + 1), color=color, label=label)
             limited = sorted(res.get("rate_limited_times") or [])
-            if limited:
-                bottom.plot(limited, range(1, len(limited) + 1), label=label)
+            bottom.plot(
+                [0.0, *limited],
+                range(len(limited) + 1),
+                color=color,
+                drawstyle="steps-post",
+                label=f"{label}: {len(limited)}",
+            )
         params = rate["params"]
         horizon = max(
             (

@@ -317,3 +317,19 @@ async def test_h11_floor_talks_to_a_real_server() -> None:
     assert (nonstream["ok"], nonstream["failures"]) == (6, 0)
     assert (stream["ok"], stream["failures"]) == (2, 0)
     assert stream["units"] >= 2 * 5  # at least one chunk per token
+
+
+def test_quick_runs_write_beside_not_over_the_full_results() -> None:
+    from benchmarks._driver import parse_args
+
+    assert parse_args(["--quick"]).out.parts[-2:] == ("results", "quick")
+    assert parse_args([]).out.parts[-1] == "results"
+    assert parse_args(["--only", "stream,import"]).selected == ["stream", "import"]
+
+
+def test_only_rejects_unknown_workloads(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks._driver import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "nonstream,warp-speed"])
+    assert "warp-speed" in capsys.readouterr().err

@@ -122,6 +122,7 @@ def _rng_for(key: str, index: int) -> random.Random:
     return random.Random(int.from_bytes(digest, "big"))
 
 
+@functools.lru_cache(maxsize=4096)
 def default_answer_length(key: str) -> int:
     """The answer length when none is configured: 20-40 tokens, fixed per prompt."""
     return 20 + _rng_for(key, -1).randrange(21)

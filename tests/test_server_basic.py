@@ -529,3 +529,31 @@ async def test_set_config_applies_to_later_requests() -> None:
                 server.set_config(port=server.port + 1)
     assert before["usage"]["completion_tokens"] == 5
     assert after["usage"]["completion_tokens"] == 9
+
+
+async def test_client_leaving_mid_stream_is_routine(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="trioclient.testing")
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    )
+    body = json.dumps(chat_body(stream=True)).encode()
+    with trio.fail_after(10):
+        async with open_server(tps=50, answer_tokens=100) as server:
+            for _ in range(3):
+                stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+                await stream.send_all(request % len(body) + body)
+                assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+                await stream.aclose()  # gone, with the server mid-stream
+            for _ in range(100):  # the server notices at its next paced write
+                if not server.statistics().connections_open:
+                    break
+                await trio.sleep(0.05)
+            assert server.statistics().connections_open == 0
+            async with httpx.AsyncClient() as client:
+                after = await post(client, server.base_url + "/chat/completions", chat_body())
+            stats = server.statistics()
+    assert after.status_code == 200
+    assert stats.handler_errors == 0
+    assert stats.in_flight_requests == 0
+    assert caplog.records == []

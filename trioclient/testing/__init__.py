@@ -29,6 +29,12 @@ What it simulates, per server (`ServerConfig`, also `open_server(**fields)`):
   (`server.script_faults([None, "reset_mid_stream"])`); kinds in `FAULT_KINDS`,
   knobs in `FaultParams`.
 
+What it counts: `server.statistics()` is a frozen snapshot of requests by path and
+status, 429s, faults by kind, connections (accepted, open, peak), in-flight requests
+(now and peak: what a test checks to prove a client's concurrency limit held),
+tokens served, and how late paced stream chunks left against their schedule
+(`stream_lag_p50` / `p99` / `max`).
+
 Per request, the `x-trioclient-sim` header overrides the server config with a JSON
 object of any of: `"fault"` (a kind, or null for none), `"ttft"`, `"tps"` (number or
 distribution string; tps null = unpaced) and `"answer_tokens"`. Example:

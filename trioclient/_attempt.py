@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -101,68 +102,77 @@ def translate_transport_error(exc: Exception, request: httpx.Request) -> APIErro
     return APIConnectionError(f"connection error on {where}: {detail}", request=request)
 
 
-async def send(sender: Sender, request: httpx.Request, timeout: Timeout) -> httpx.Response:
-    """Send ``request`` and wait for the response headers, within ``timeout.first_byte``."""
+async def send(sender: Sender, request: httpx.Request) -> httpx.Response:
+    """Send ``request`` and wait for the response headers.
+
+    The caller's cancel scope bounds the wait (``Timeout.first_byte``/``total``).
+    """
     try:
-        with trio.move_on_after(_or_inf(timeout.first_byte)) as scope:
-            response = await sender(request)
-            pacer = request.extensions.get(PACER_EXTENSION)
-            if pacer is not None:
-                pacer.after_response(response)
-            return response
+        response = await sender(request)
     except APIError:
         raise
     except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
         raise translate_transport_error(exc, request) from exc
-    assert scope.cancelled_caught
-    raise APITimeoutError(
-        f"no response from {request.method} {request.url} within "
-        f"{timeout.first_byte:g} s (Timeout.first_byte)",
-        request=request,
-    )
+    pacer = request.extensions.get(PACER_EXTENSION)
+    if pacer is not None:
+        pacer.after_response(response)
+    return response
 
 
-def _or_inf(value: float | None) -> float:
-    return float("inf") if value is None else value
-
-
-async def read_body(response: httpx.Response, timeout: Timeout, max_bytes: int) -> bytes:
+async def read_body(
+    response: httpx.Response,
+    timeout: Timeout,
+    max_bytes: int,
+    scope: trio.CancelScope | None = None,
+    total_at: float = math.inf,
+) -> bytes:
     """Read the whole body, each read within ``timeout.idle``, at most ``max_bytes``.
+
+    With ``scope`` (the attempt's own cancel scope), its deadline is moved to the
+    nearer of ``total_at`` and the idle deadline before each read, and the caller
+    reports the timeout; without one, a scope of its own raises
+    :class:`~trioclient.APITimeoutError` on an idle stall.
 
     The response is closed when this returns or raises, so its connection goes back to
     the pool (or is dropped) at once.
     """
+    if scope is None:
+        with trio.CancelScope() as own:
+            body = await read_body(response, timeout, max_bytes, own, total_at)
+        if own.cancelled_caught:
+            raise APITimeoutError(
+                f"response body from {response.request.url} stalled for "
+                f"{timeout.idle:g} s (Timeout.idle)",
+                request=response.request,
+            )
+        return body
     request = response.request
-    declared = response.headers.get("content-length")
+    headers = response.headers
     try:
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise ResponseTooLargeError(
                 f"response of {int(declared)} bytes (Content-Length) exceeds "
                 f"max_response_bytes={max_bytes}",
                 request=request,
             )
-        if "content-encoding" in response.headers:
+        if "content-encoding" in headers:
             chunks_iter = response.aiter_bytes()
         else:
             chunks_iter = response.stream.__aiter__()  # type: ignore[union-attr]
         chunks: list[bytes] = []
         size = 0
-        idle = _or_inf(timeout.idle)
-        with trio.CancelScope(deadline=trio.current_time() + idle) as scope:
-            async for chunk in chunks_iter:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ResponseTooLargeError(
-                        f"response body exceeds max_response_bytes={max_bytes}",
-                        request=request,
-                    )
-                chunks.append(chunk)
-                scope.deadline = trio.current_time() + idle
-        if scope.cancelled_caught:
-            raise APITimeoutError(
-                f"response body from {request.url} stalled for {idle:g} s (Timeout.idle)",
-                request=request,
-            )
+        idle = math.inf if timeout.idle is None else timeout.idle
+        scope.deadline = min(total_at, trio.current_time() + idle)
+        async for chunk in chunks_iter:
+            size += len(chunk)
+            if size > max_bytes:
+                raise ResponseTooLargeError(
+                    f"response body exceeds max_response_bytes={max_bytes}",
+                    request=request,
+                )
+            chunks.append(chunk)
+            scope.deadline = min(total_at, trio.current_time() + idle)
     except APIError:
         await close_response(response)
         raise

@@ -254,8 +254,9 @@ class Client:
         for name, value in (default_headers or {}).items():
             headers[name] = value
         headers["Authorization"] = f"Bearer {key}"
-        self._headers = httpx.Headers(headers)
         self._completions_url = self.base_url.join("chat/completions")
+        self._headers = httpx.Headers({"Host": self._completions_url.netloc.decode(), **headers})
+        self._raw_headers = self._headers.raw
         # Our own transport has no pool to wait for; a caller's AsyncClient does, and its
         # pool timeout must never kill a request the limiter already admitted.
         self._timeout_extension = {
@@ -379,16 +380,27 @@ class Client:
         pacer: Pacer | None = None,
     ) -> httpx.Request:
         """The HTTP request for a chat-completion body (encoded once, replayable)."""
-        headers = self._headers
+        content = _encode_body(body)
         if extra_headers:
-            headers = headers.copy()
-            headers.update(extra_headers)
-        request = httpx.Request(
-            "POST", self._completions_url, headers=headers, content=_encode_body(body)
-        )
-        request.extensions["timeout"] = self._timeout_extension
+            merged = self._headers.copy()
+            merged.update(extra_headers)
+            head = merged.raw
+        else:
+            head = self._raw_headers
+        extensions: dict[str, Any] = {"timeout": self._timeout_extension}
         if pacer is not None:
-            request.extensions[PACER_EXTENSION] = pacer
+            extensions[PACER_EXTENSION] = pacer
+        # The `stream=` form takes the headers as given (httpx adds none), so the
+        # complete head is built here once, not re-derived per request; `read()` makes
+        # the body replayable (for retries, the transport's keep-alive retry, respx).
+        request = httpx.Request(
+            "POST",
+            self._completions_url,
+            headers=[*head, (b"Content-Length", str(len(content)).encode())],
+            stream=httpx.ByteStream(content),
+            extensions=extensions,
+        )
+        request.read()
         return request
 
     async def _call(
@@ -458,8 +470,18 @@ class Client:
         pacer: Pacer | None = None,
     ) -> ChatCompletion:
         request = self.build_request(body, extra_headers, pacer)
-        async with self._limiter:
+        limiter = self._limiter
+        # A free token is taken without a trip through the scheduler (the send that
+        # follows is a schedule point anyway); only a full limiter makes us wait.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await limiter.acquire()
+        try:
             completion = await self._call(request, self._complete_once, timeout, retry)
+        finally:
+            limiter.release()
         self._counters.succeeded += 1
         self._counters.add_usage(completion.usage)
         return completion
@@ -467,15 +489,34 @@ class Client:
     async def _complete_once(
         self, sender: Sender, request: httpx.Request, timeout: Timeout
     ) -> ChatCompletion:
-        total = math.inf if timeout.total is None else timeout.total
-        with trio.move_on_after(total) as scope:
-            response = await send(sender, request, timeout)
-            body = await read_body(response, timeout, self.max_response_bytes)
+        # One cancel scope for the whole attempt: its deadline is the nearer of the
+        # total and first-byte deadlines until the headers arrive, then the nearer of
+        # the total and idle deadlines, renewed at each read of the body.
+        start = trio.current_time()
+        total_at = math.inf if timeout.total is None else start + timeout.total
+        first_byte_at = math.inf if timeout.first_byte is None else start + timeout.first_byte
+        response: httpx.Response | None = None
+        with trio.CancelScope(deadline=min(total_at, first_byte_at)) as scope:
+            response = await send(sender, request)
+            body = await read_body(response, timeout, self.max_response_bytes, scope, total_at)
         if scope.cancelled_caught:
-            raise APITimeoutError(
-                f"no complete answer from {request.url} within {total:g} s (Timeout.total)",
-                request=request,
-            )
+            if trio.current_time() >= total_at:
+                message = (
+                    f"no complete answer from {request.url} within {timeout.total:g} s "
+                    "(Timeout.total)"
+                )
+            elif response is None:
+                message = (
+                    f"no response from {request.method} {request.url} within "
+                    f"{timeout.first_byte:g} s (Timeout.first_byte)"
+                )
+            else:
+                message = (
+                    f"response body from {request.url} stalled for {timeout.idle:g} s "
+                    "(Timeout.idle)"
+                )
+            raise APITimeoutError(message, request=request)
+        assert response is not None
         raise_for_status(response, body)
         from ._models import ChatCompletion  # loaded with the first answer, not on import
 

@@ -220,7 +220,7 @@ class ChatCompletionStream:
     ) -> None:
         now = self._opened_at
         with trio.CancelScope(deadline=deadline) as scope:
-            response = await send(sender, request, timeout)
+            response = await send(sender, request)
             if not 200 <= response.status_code < 300:
                 raise_for_status(
                     response, await read_body(response, timeout, self._client.max_response_bytes)

@@ -324,7 +324,6 @@ ECHOES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=ECHO_BUG)
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("page", ECHOES)
 async def test_a_key_the_server_echoes_is_redacted_from_errors(page: str, stream: bool) -> None:
@@ -343,7 +342,6 @@ async def test_a_key_the_server_echoes_is_redacted_from_errors(page: str, stream
     assert "[redacted]" in " ".join(texts)
 
 
-@pytest.mark.xfail(strict=True, reason=ECHO_BUG + "; _batch_file.result_record writes .body")
 async def test_a_key_the_server_echoes_never_reaches_the_output_file() -> None:
     requests = io.StringIO(
         json.dumps(

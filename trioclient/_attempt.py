@@ -228,15 +228,6 @@ def _standard_reason(status: int) -> str:
         return ""
 
 
-def _redact(message: str, request: httpx.Request) -> str:
-    """Remove the API key from text a server wrote (some echo the key they refused)."""
-    auth = request.headers.get("authorization", "")
-    key = auth[7:] if auth[:7].lower() == "bearer " else ""
-    if len(key) >= 4 and key in message:
-        message = message.replace(key, "[redacted]")
-    return message
-
-
 def raise_for_status(response: httpx.Response, body: bytes) -> None:
     """Raise the right :class:`~trioclient.APIStatusError` for a non-2xx response.
 
@@ -264,7 +255,7 @@ def raise_for_status(response: httpx.Response, body: bytes) -> None:
     if detail is None:
         kind = response.headers.get("content-type", "no content type")
         detail = f"({kind}) {_snippet(body)}" if body else "(empty body)"
-    message = _redact(f"{status} {reason}: {detail}" if reason else f"{status}: {detail}", request)
+    message = f"{status} {reason}: {detail}" if reason else f"{status}: {detail}"
     request_id = response.headers.get("x-request-id")
     if request_id:
         message += f" (request id {request_id})"

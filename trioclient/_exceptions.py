@@ -79,9 +79,26 @@ class APIError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.request = request
         self.body = body
         self.partial = partial
+        self.request = request
+
+    @property
+    def request(self) -> httpx.Request | None:
+        """The request this error belongs to."""
+        return self._request
+
+    @request.setter
+    def request(self, request: httpx.Request | None) -> None:
+        # Some servers echo the key they refused ("Incorrect API key provided: sk-...")
+        # or quote request headers on a debug page. Whatever of that reaches this
+        # error's message or body is redacted here, once, for every kind of error.
+        self._request = request
+        key = _bearer_key(request)
+        if key:
+            self.message = _redact(self.message, key)
+            self.args = (self.message, *self.args[1:])
+            self.body = _redact(self.body, key)
 
     def __str__(self) -> str:
         return self.message
@@ -89,6 +106,25 @@ class APIError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep exceptions picklable (for multiprocessing users) without the request.
         return (_rebuild, (type(self), self.message, self.body))
+
+
+def _bearer_key(request: httpx.Request | None) -> str | None:
+    if request is None:
+        return None
+    auth = request.headers.get("authorization", "")
+    key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    return key if len(key) >= 4 else None
+
+
+def _redact(value: Any, key: str) -> Any:
+    """``value`` with every occurrence of ``key`` replaced, through dicts and lists."""
+    if isinstance(value, str):
+        return value.replace(key, "[redacted]") if key in value else value
+    if isinstance(value, dict):
+        return {k: _redact(v, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, key) for v in value]
+    return value
 
 
 def _rebuild(cls: type[APIError], message: str, body: object) -> APIError:

@@ -82,10 +82,6 @@ QUICK = Timeout(total=5, first_byte=0.1, idle=0.1)
 
 URL = r"http://127\.0\.0\.1:\d+/v1/chat/completions"
 SERVER_ERROR = r"The server had an error while processing your request\. Sorry about that!"
-TRICKLE_BUG = (
-    "embedded server: a slow_trickle stream never sends 'data: [DONE]' "
-    "(_Server._stream trickles the steps, then ends the body without it)"
-)
 
 
 @attrs.frozen
@@ -156,7 +152,7 @@ MATRIX = [
     row("error_event",           True,  APIStreamError,             rf"^the server sent an error mid-stream: {SERVER_ERROR}$"),
     row("stall_before_first_byte", True, APITimeoutError,           rf"^no first chunk from {URL} within 0\.1 s \(Timeout\.first_byte\)$", retried=True, timeout=QUICK),
     row("stall_between_chunks",  True,  APITimeoutError,            rf"^stream from {URL} stalled \(Timeout\.idle\) after {{n}} chunks$", timeout=QUICK),
-    row("slow_trickle",          True,  None, xfail=TRICKLE_BUG),
+    row("slow_trickle",          True,  None),
     row("huge_response",         True,  ResponseTooLargeError,      rf"^stream exceeds max_response_bytes={MAX_BYTES}$"),
     row("wrong_content_type",    True,  APIResponseValidationError, r"^invalid response: expected a stream \(text/event-stream\), got text/plain; charset=utf-8: data: "),
     row("handler_crash",         True,  APIConnectionError,         r"server closed the connection without sending a complete response head", retried=True),

@@ -987,7 +987,7 @@ class Server:
 
         steps = response.stream_steps(include_usage)
         if fault == "slow_trickle":
-            await self._trickle(wire, b"".join(steps))
+            await self._trickle(wire, b"".join(steps) + _DONE)
             await wire.send(wire.end())
             return True
         paced = math.isfinite(tps)

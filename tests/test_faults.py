@@ -105,12 +105,9 @@ class Row:
     timeout: Timeout = NORMAL
 
 
-def row(*args: Any, xfail: str | None = None, **kwargs: Any) -> Any:
+def row(*args: Any, **kwargs: Any) -> Any:
     item = Row(*args, **kwargs)
-    marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
-    return pytest.param(
-        item, id=f"{item.fault}-{'stream' if item.stream else 'plain'}", marks=marks
-    )
+    return pytest.param(item, id=f"{item.fault}-{'stream' if item.stream else 'plain'}")
 
 
 # fmt: off

@@ -475,12 +475,6 @@ def test_retries_follow_the_policy_and_never_outlive_the_deadline(
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_client.Client._call starts a retry sleep that ends exactly at the caller's "
-    "deadline (`resume_at > deadline` should be `>=`): the caller waits out the whole "
-    "deadline for an attempt that cannot run, instead of getting the last error at once",
-)
 async def test_a_retry_wait_ending_exactly_at_the_deadline_is_not_started(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -619,7 +619,7 @@ class _Engine:
                     raise
                 delay = policy.delay(pacer.attempts - 1, error)
                 resume_at = trio.current_time() + delay
-                if resume_at > trio.current_effective_deadline():
+                if resume_at >= trio.current_effective_deadline():
                     error.add_note(
                         "not retried: the next attempt would start after the caller's deadline"
                     )

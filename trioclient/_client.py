@@ -442,7 +442,7 @@ class Client:
                     resume_at = gate.reopens_at
                 else:
                     resume_at = trio.current_time() + delay
-                if resume_at > trio.current_effective_deadline():
+                if resume_at >= trio.current_effective_deadline():
                     counters.failed += 1
                     error.add_note(
                         f"not retried: the next attempt would start after the caller's "

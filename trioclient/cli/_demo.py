@@ -81,6 +81,7 @@ class Demo:
     server: Server | None
     #: Requests that failed on purpose (the timeout scenario's), not counted against us.
     deliberate_failures: int = 0
+    cut_short: int = 0
 
     def _headers(self, **overrides: Any) -> dict[str, str] | None:
         return _sim(**overrides) if self.server is not None else None
@@ -138,7 +139,7 @@ class Demo:
         )
 
     async def burst(self) -> None:
-        _heading(3, f"A burst of {self.plan.burst} requests meets the rate limit")
+        _heading(3, f"A burst of {self.plan.burst} requests against the rate limit")
         if self.server is not None and self.plan.burst_rpm is not None:
             # A fresh, full bucket of burst_rpm requests: the burst overflows it by a few.
             # No injected 503s meanwhile: each would spend a request of the budget too,
@@ -171,16 +172,19 @@ class Demo:
         after = self.client.statistics()
         if self.server is not None:
             self.server.set_config(rpm=None, faults=FAULTS)
+        limited = after.rate_limited - before.rate_limited
         _say(
             f"   {succeeded}/{self.plan.burst} succeeded in "
             f"{trio.current_time() - started:.2f} s; "
-            f"{after.rate_limited - before.rate_limited} answers were 429, "
-            f"{after.retries - before.retries} retries"
+            f"{limited} answers were 429, {after.retries - before.retries} retries"
         )
-        _say(
-            "   each 429 closed the client's gate for the server's Retry-After: one pause "
-            "for all tasks, not a stampede of independent backoffs"
-        )
+        if limited:
+            _say(
+                "   a 429 closes the client's gate for the server's Retry-After: one pause "
+                "for all tasks, not a stampede of independent backoffs"
+            )
+        else:
+            _say("   no 429 this time: the burst stayed within the endpoint's limit")
 
     async def timeout(self) -> None:
         import trioclient
@@ -188,12 +192,14 @@ class Demo:
         _heading(4, "Deadlines: a slow answer, and two ways to stop waiting")
         slow = self._headers(ttft=30)
         messages = [{"role": "user", "content": "Write a very long essay on time"}]
+        limit = self.plan.max_tokens
         started = trio.current_time()
         with trio.move_on_after(0.3) as scope:
             await self.client.chat.completions.create(
-                model=self.model, messages=messages, extra_headers=slow
+                model=self.model, messages=messages, max_tokens=limit, extra_headers=slow
             )
         if scope.cancelled_caught:
+            self.cut_short += 1
             _say(
                 f"   trio.move_on_after(0.3): gave up after {trio.current_time() - started:.2f} s "
                 "(asyncio.wait_for's job, as a cancel scope around any code)"
@@ -205,6 +211,7 @@ class Demo:
             await self.client.chat.completions.create(
                 model=self.model,
                 messages=messages,
+                max_tokens=limit,
                 extra_headers=slow,
                 timeout=0.3,
                 retry=trioclient.RetryPolicy(max_retries=0),
@@ -212,11 +219,13 @@ class Demo:
             _say("   timeout=0.3: the answer came in time after all")
         except trioclient.APITimeoutError as exc:
             self.deliberate_failures += 1
+            self.cut_short += 1
             _say(
                 f"   timeout=0.3: {type(exc).__name__} after "
                 f"{trio.current_time() - started:.2f} s: {str(exc).splitlines()[0]}"
             )
-        _say("   the client is still usable: the timed-out requests freed their slots")
+        if self.cut_short:
+            _say("   the client is still usable: the requests cut short freed their slots")
 
     async def batch(self) -> None:
         _heading(5, f"A batch of {self.plan.batch} requests, results as they finish")

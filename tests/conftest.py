@@ -22,3 +22,14 @@ def fast_clock() -> trio.testing.MockClock:
     leap ahead while bytes are in flight through the kernel, a fast clock does not.
     """
     return trio.testing.MockClock(rate=20)
+
+
+@pytest.fixture
+def thread_safe_autojump_clock() -> trio.testing.MockClock:
+    """An autojump clock that waits 20 ms of real idleness before jumping.
+
+    For code that hands work to a thread (``trio.to_thread``): a threshold of 0 leaps
+    ahead the moment trio waits for the thread, firing deadlines that real time would
+    never reach.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.02)

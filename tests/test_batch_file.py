@@ -335,7 +335,7 @@ async def test_a_failing_disk_stops_the_run_and_keeps_what_was_written(
 
 
 async def test_an_interrupt_leaves_finished_results_and_a_count_of_the_rest(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, thread_safe_autojump_clock: trio.testing.MockClock
 ) -> None:
     source = write_input(
         tmp_path / "in.jsonl", [line(f"q{i}", f"p{i} sleep={i + 1}") for i in range(10)]

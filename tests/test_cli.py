@@ -132,6 +132,12 @@ def test_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(err) == 1 and "required" in err[0] and "-o" in err[0]
 
 
+def test_serve_is_delegated_with_its_own_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "not-a-port"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("trioclient serve: error:") and "port" in err[0]
+
+
 def test_cli_package_does_not_load_rich() -> None:
     code = "import sys, trioclient.cli; print('rich' in sys.modules)"
     out = subprocess.run(

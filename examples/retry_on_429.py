@@ -24,8 +24,8 @@ A trioclient ``RetryPolicy`` is a value you pass to the client (or to one call):
   per task;
 * it never sleeps past the caller's deadline (``trio.move_on_after`` and friends).
 
-Here the embedded server allows 240 requests per minute (a bucket of 240 that refills
-at 4 per second, as real APIs work) and we send 243 at once: the last few meet 429s,
+Here the embedded server allows 60 requests per minute (a bucket of 60 that refills
+at 1 per second, as real APIs work) and we send 62 at once: the last two meet 429s,
 wait as told, and every one of them still succeeds.
 """
 
@@ -34,12 +34,12 @@ from _endpoint import MODEL, open_client
 
 import trioclient
 
-N = 243
+N = 62
 POLICY = trioclient.RetryPolicy(max_retries=8, base_delay=0.5, max_delay=30.0)
 
 
 async def main() -> None:
-    async with open_client(retry=POLICY, server={"rpm": 240}) as client:
+    async with open_client(retry=POLICY, server={"rpm": 60}) as client:
         answers: list[str] = []
 
         async def robust_request(prompt: str) -> None:

@@ -51,8 +51,8 @@ class Plan:
 
 
 #: Offline: the server's bucket holds ``burst_rpm`` requests and refills burst_rpm/60
-#: per second, so a burst of burst_rpm + 3 meets three rounds of 429s, ~1 s in all.
-EMBEDDED = Plan(burst=183, burst_rpm=180, batch=200, max_tokens=40)
+#: per second, so a burst of burst_rpm + 4 meets a few rounds of 429s, ~1.5 s in all.
+EMBEDDED = Plan(burst=184, burst_rpm=180, batch=200, max_tokens=40)
 #: A few injected 503s offline, to show that the client retries them on its own.
 FAULTS = {"http_503": 0.02}
 

@@ -10,6 +10,7 @@ import itertools
 import math
 
 import httpx
+import pytest
 import trio
 import trio.testing
 
@@ -122,6 +123,15 @@ async def test_a_429_while_pacing_slows_down_further(
     gate.close_for(0.5)
     first = gate.interval
     await gate.wait_open()
-    gate.close_for(0.1)  # the server's short wait does not speed us up
-    assert gate.interval == 2 * first
-    assert gate.reopens_at == trio.current_time() + 0.1
+    gate.close_for(0.4)  # the server's shorter wait does not speed us up
+    assert gate.interval == 1.5 * first
+    assert gate.reopens_at == trio.current_time() + 0.4
+
+
+async def test_random_429s_cannot_drive_the_pace_down_without_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gate = RateLimitGate()
+    for _ in range(50):  # a server that says "0.2 s" fifty times running
+        gate.close_for(0.2)
+    assert gate.interval == pytest.approx(0.8)  # at most four times the server's word

@@ -10,7 +10,8 @@ pause ended, they would meet a bucket that has refilled by one request and earn 
 new 429s: the herd again, one pause later. So the gate reopens *paced*: one task
 passes per interval (at first the server's own wait, which is what it takes the
 bucket to refill), and each success shortens the interval by a quarter until the gate is fully open
-again. A 429 while pacing closes the gate and doubles the interval.
+again. A 429 while pacing closes the gate and lengthens the interval by half, up to a
+few times the server's own wait.
 This is additive-increase/multiplicative-decrease, applied to the sending rate.
 
 The gate holds no task: closing it moves a timestamp; passing it is a sleep. While
@@ -30,6 +31,10 @@ _OPEN_BELOW = 0.005
 #: Each success shortens the interval by this factor: fast enough to reopen within a
 #: few dozen answers, gentle enough not to overshoot a bucket that is just refilling.
 _SPEED_UP = 0.75
+#: Each 429 while pacing lengthens the interval by this factor...
+_SLOW_DOWN = 1.5
+#: ...up to this many times the wait the server asked for.
+_MAX_OVER_SERVER = 4.0
 
 
 class RateLimitGate:
@@ -55,9 +60,11 @@ class RateLimitGate:
         if until > self.reopens_at:
             self.reopens_at = until
         # The server's wait says when the *next* request fits, not how fast the budget
-        # refills: a 429 while already pacing means we were too fast, so slow down by
-        # half, and never below the server's own word.
-        self.interval = max(self.interval * 2.0, seconds, _OPEN_BELOW)
+        # refills: a 429 while already pacing means we were too fast, so slow down, but
+        # never past a few times the server's own word (a server that answers 429 at
+        # random, not from a bucket, must not drive the interval up without bound).
+        slower = min(self.interval * _SLOW_DOWN, _MAX_OVER_SERVER * seconds)
+        self.interval = max(slower, seconds, _OPEN_BELOW)
 
     def record_success(self) -> None:
         """An answer came back: speed up a little (only called while pacing)."""

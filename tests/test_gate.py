@@ -101,7 +101,7 @@ async def test_an_isolated_429_slows_the_client_only_briefly(
     passes: list[float] = []
 
     async def sender() -> None:
-        for _ in range(40):
+        for _ in range(80):
             await gate.wait_open()
             passes.append(trio.current_time())
             if gate.interval:
@@ -111,9 +111,10 @@ async def test_an_isolated_429_slows_the_client_only_briefly(
         nursery.start_soon(sender)
     assert passes[0] == 1.0  # the pause
     assert gate.is_open()  # ...then back to full speed after a run of successes
-    assert passes[-1] < 1.0 + 4.0  # the paced stretch costs a few seconds, not minutes
+    # The paced stretch costs about ten intervals' worth (1 + 0.9 + 0.81 + ...).
+    assert passes[-1] < 1.0 + 11.0
     gaps = [b - a for a, b in itertools.pairwise(passes)]
-    assert gaps[0] > gaps[5] > gaps[10]  # the interval shrinks with each success
+    assert gaps[0] > gaps[10] > gaps[20]  # the interval shrinks with each success
 
 
 async def test_a_429_while_pacing_slows_down_further(
@@ -123,8 +124,8 @@ async def test_a_429_while_pacing_slows_down_further(
     gate.close_for(0.5)
     first = gate.interval
     await gate.wait_open()
-    gate.close_for(0.4)  # the server's shorter wait does not speed us up
-    assert gate.interval == 1.5 * first
+    gate.close_for(0.4, sent_at=trio.current_time())  # sent at the pace: too fast
+    assert gate.interval == 2 * first
     assert gate.reopens_at == trio.current_time() + 0.4
 
 
@@ -135,3 +136,57 @@ async def test_random_429s_cannot_drive_the_pace_down_without_bound(
     for _ in range(50):  # a server that says "0.2 s" fifty times running
         gate.close_for(0.2)
     assert gate.interval == pytest.approx(0.8)  # at most four times the server's word
+
+
+async def test_429s_of_requests_already_in_flight_do_not_slow_the_pace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A budget of one request a second that starts empty: ten requests in flight all
+    # meet the limit at once. Their ten 429s say nothing about the pace the gate will
+    # set; only 429s of attempts sent through that pace do.
+    server = BucketServer(per_minute=60)
+    server.level = 0.0
+    start = trio.current_time()
+    stats = await run_burst(server, requests=10, concurrency=10)
+    elapsed = trio.current_time() - start
+    assert stats.requests_succeeded == 10
+    assert elapsed < 10 * 1.3  # ten requests at one a second
+    assert server.refused <= 10 + 3
+
+
+async def test_a_429_that_ends_a_request_still_pauses_the_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sent_at: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent_at.append(trio.current_time())
+        if len(sent_at) == 1:
+            return httpx.Response(
+                429, json={"error": {"message": "wait"}}, headers={"retry-after": "3"}
+            )
+        return httpx.Response(200, json=BODY)
+
+    async with trioclient.Client(
+        api_key="sk-gate",
+        base_url="http://127.0.0.1:9/v1",
+        transport=httpx.MockTransport(handler),
+        retry=trioclient.RetryPolicy(max_retries=0),
+    ) as client:
+        with pytest.raises(trioclient.RateLimitError):
+            await client.chat.completions.create(model="m", messages=MESSAGES)
+        with trio.fail_after(10):
+            await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert sent_at[1] >= 3.0
+
+
+async def test_a_long_stretch_at_the_limit_with_many_in_flight_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 200 requests, 64 in flight, a budget of 60 a minute: 140 of them must wait for
+    # the refill, one a second, and every task keeps within its retry budget.
+    server = BucketServer(per_minute=60)
+    start = trio.current_time()
+    stats = await run_burst(server, requests=200, concurrency=64)
+    assert stats.requests_succeeded == 200 and stats.requests_failed == 0
+    assert trio.current_time() - start < 140 * 1.1

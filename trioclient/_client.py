@@ -427,18 +427,23 @@ class Client:
                 await pacer.before_attempt(request)
             counters.sent += 1
             counters.in_flight += 1
+            sent_at = trio.current_time()
             try:
                 result = await attempt(sender, request, timeout)
             except APIError as error:
                 counters.in_flight -= 1
-                if isinstance(error, RateLimitError):
+                retryable = retry.is_retryable(error)
+                delay = retry.delay(retries, error, self._rng) if retryable else 0.0
+                rate_limited = isinstance(error, RateLimitError)
+                if rate_limited:
                     counters.rate_limited += 1
-                if retries >= retry.max_retries or not retry.is_retryable(error):
+                    if retryable:
+                        # Even when this request gives up, the others must pause.
+                        gate.close_for(delay, sent_at)
+                if retries >= retry.max_retries or not retryable:
                     counters.failed += 1
                     raise
-                delay = retry.delay(retries, error, self._rng)
-                if isinstance(error, RateLimitError):
-                    gate.close_for(delay)
+                if rate_limited:
                     resume_at = gate.reopens_at
                 else:
                     resume_at = trio.current_time() + delay

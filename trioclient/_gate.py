@@ -9,9 +9,10 @@ Reopening matters as much as closing. If every waiting task went at once when th
 pause ended, they would meet a bucket that has refilled by one request and earn N - 1
 new 429s: the herd again, one pause later. So the gate reopens *paced*: one task
 passes per interval (at first the server's own wait, which is what it takes the
-bucket to refill), and each success shortens the interval by a quarter until the gate is fully open
-again. A 429 while pacing closes the gate and lengthens the interval by half, up to a
-few times the server's own wait.
+bucket to refill), and each success shortens the interval by a tenth until the gate is
+fully open again. A 429 for an attempt sent at the current pace closes the gate and doubles the
+interval, up to a few times the server's own wait; the 429s of attempts that were
+already in flight when the gate closed say nothing about the pace and change nothing.
 This is additive-increase/multiplicative-decrease, applied to the sending rate.
 
 The gate holds no task: closing it moves a timestamp; passing it is a sleep. While
@@ -30,9 +31,9 @@ __all__ = ["RateLimitGate"]
 _OPEN_BELOW = 0.005
 #: Each success shortens the interval by this factor: fast enough to reopen within a
 #: few dozen answers, gentle enough not to overshoot a bucket that is just refilling.
-_SPEED_UP = 0.75
+_SPEED_UP = 0.9
 #: Each 429 while pacing lengthens the interval by this factor...
-_SLOW_DOWN = 1.5
+_SLOW_DOWN = 2.0
 #: ...up to this many times the wait the server asked for.
 _MAX_OVER_SERVER = 4.0
 
@@ -44,6 +45,7 @@ class RateLimitGate:
         self.reopens_at = -math.inf
         self.interval = 0.0  # 0: fully open; > 0: pacing, one pass per interval
         self.closures = 0
+        self._paced_since = -math.inf  # when the current interval was set
         self._last_pass = -math.inf
         self._lock = trio.Lock()
 
@@ -51,20 +53,33 @@ class RateLimitGate:
     def pacing(self) -> bool:
         return self.interval > 0.0
 
-    def close_for(self, seconds: float) -> None:
-        """A 429 asked everyone to wait ``seconds``; then resume one per ``seconds``."""
+    def close_for(self, seconds: float, sent_at: float = math.inf) -> None:
+        """A 429 asked everyone to wait ``seconds``; then resume one per interval.
+
+        Args:
+            seconds: The server's wait (or the backoff, when it named none).
+            sent_at: When the refused attempt was sent. Only an attempt sent through
+                the current pace is evidence that the pace is too fast; the 429s of
+                attempts that were already on the wire when the gate closed are not.
+        """
         now = trio.current_time()
         until = now + seconds
         if self.reopens_at <= now:
             self.closures += 1
         if until > self.reopens_at:
             self.reopens_at = until
-        # The server's wait says when the *next* request fits, not how fast the budget
-        # refills: a 429 while already pacing means we were too fast, so slow down, but
-        # never past a few times the server's own word (a server that answers 429 at
-        # random, not from a bucket, must not drive the interval up without bound).
-        slower = min(self.interval * _SLOW_DOWN, _MAX_OVER_SERVER * seconds)
-        self.interval = max(slower, seconds, _OPEN_BELOW)
+        if not self.interval:
+            self.interval = max(seconds, _OPEN_BELOW)
+            self._paced_since = now
+        elif sent_at >= self._paced_since:
+            # The server's wait says when the *next* request fits, not how fast the
+            # budget refills: a 429 for an attempt that went out at the current pace
+            # means the pace is too fast. Slow down, but never past a few times the
+            # server's own word (a server answering 429 at random, not from a bucket,
+            # must not drive the interval up without bound).
+            slower = min(self.interval * _SLOW_DOWN, _MAX_OVER_SERVER * seconds)
+            self.interval = max(slower, seconds, _OPEN_BELOW)
+            self._paced_since = now
 
     def record_success(self) -> None:
         """An answer came back: speed up a little (only called while pacing)."""

@@ -151,6 +151,11 @@ def test_pytest_plugin_fixtures_work_in_a_fresh_pytest_run(tmp_path: Path) -> No
             sys.executable,
             "-m",
             "pytest",
+            # Plugins named explicitly, none auto-loaded: the same run whether or not
+            # trioclient is installed (installed, its pytest11 entry point would load
+            # the plugin a second time under another name).
+            "-p",
+            "pytest_trio.plugin",
             "-p",
             "trioclient.testing._pytest_plugin",
             "-q",
@@ -162,7 +167,7 @@ def test_pytest_plugin_fixtures_work_in_a_fresh_pytest_run(tmp_path: Path) -> No
         ],
         capture_output=True,
         text=True,
-        env=ENV,
+        env={**ENV, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         cwd=tmp_path,
         timeout=120,
     )

@@ -400,3 +400,25 @@ async def test_kill_9_loses_nothing_written_and_resume_completes(tmp_path: Path)
     after = records(out)
     assert after[: len(before)] == before  # nothing written before the kill was lost
     assert sorted(r["custom_id"] for r in after) == sorted(f"q{i}" for i in range(n))
+
+
+async def test_ctrl_c_comes_out_as_a_plain_keyboard_interrupt_with_a_note(
+    tmp_path: Path, thread_safe_autojump_clock: trio.testing.MockClock
+) -> None:
+    source = write_input(
+        tmp_path / "in.jsonl", [line(f"q{i}", f"p{i} sleep={i + 1}") for i in range(10)]
+    )
+    out = tmp_path / "out.jsonl"
+
+    def interrupt_after_two(progress: Any) -> None:
+        if progress.done >= 2:
+            raise KeyboardInterrupt  # stands in for Ctrl-C reaching the runner
+
+    async with client_for(FakeAPI()) as client:
+        runner = BatchFileRunner(client, source, out, on_progress=interrupt_after_two)
+        with pytest.raises(KeyboardInterrupt) as caught:
+            await runner.run()
+    assert type(caught.value) is KeyboardInterrupt
+    assert any("run the same command again to resume" in n for n in caught.value.__notes__)
+    written = records(out)
+    assert len(written) >= 2 and runner.summary().remaining == 10 - len(written)

@@ -51,6 +51,7 @@ requests. Standard input, which cannot be read twice, is spooled to a temporary 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -590,30 +591,42 @@ class BatchFileRunner:
     ) -> None:
         stashed: BaseException | None = None
         async with open_batch(self._client, requests, **self._options) as results:
-            async with trio.open_nursery() as nursery:
-                if self._on_progress is not None:
-                    nursery.start_soon(self._report, results.progress.eventual_values)
-                try:
-                    async for result in results:
-                        sink.write(result_record(result))
-                        if result.ok:
-                            self._succeeded += 1
-                        else:
-                            self._failed += 1
+            try:
+                async with trio.open_nursery() as nursery:
                     if self._on_progress is not None:
-                        self._on_progress(results.snapshot())
-                except Exception as exc:
-                    # Kept out of this nursery so it comes out as itself, not in a group.
-                    stashed = exc
-                finally:
-                    nursery.cancel_scope.cancel()
+                        nursery.start_soon(self._report, results.progress.eventual_values)
+                    try:
+                        async for result in results:
+                            sink.write(result_record(result))
+                            if result.ok:
+                                self._succeeded += 1
+                            else:
+                                self._failed += 1
+                        if self._on_progress is not None:
+                            self._on_progress(results.snapshot())
+                    except trio.Cancelled:
+                        raise
+                    except BaseException as exc:
+                        # Kept out of this nursery (Ctrl-C above all) so it comes out as
+                        # itself, not wrapped in a group.
+                        stashed = exc
+                    finally:
+                        nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # Ctrl-C that reached the progress task instead: one plain interrupt.
+                if group.subgroup(KeyboardInterrupt) is not None:
+                    raise KeyboardInterrupt from group
+                raise
         if stashed is not None:
             raise stashed
 
     async def _report(self, values: Callable[[], AsyncIterator[BatchProgress]]) -> None:
         assert self._on_progress is not None
-        async for progress in values():
-            self._on_progress(progress)
+        # aclosing: an exception from the callback must not leave the generator to the
+        # garbage collector.
+        async with contextlib.aclosing(values()) as updates:  # type: ignore[type-var]
+            async for progress in updates:
+                self._on_progress(progress)
 
 
 def _seekable(stream: IO[Any]) -> bool:

@@ -342,7 +342,10 @@ async def test_a_timeout_that_is_never_retried_names_the_deadline(
     async with make_client(
         router, timeout=Timeout(total=5), retry=RetryPolicy(max_retries=0)
     ) as client:
-        with trio.fail_after(60), pytest.raises(trioclient.APITimeoutError, match=r"Timeout\.total"):
+        with (
+            trio.fail_after(60),
+            pytest.raises(trioclient.APITimeoutError, match=r"Timeout\.total"),
+        ):
             await client.chat.completions.create(model="m", messages=MESSAGES)
 
 
@@ -610,3 +613,36 @@ def test_import_is_lazy_about_the_cli_the_server_and_rich() -> None:
 def test_max_concurrent_reports_infinity_as_a_large_number() -> None:
     client = trioclient.Client(api_key=KEY, base_url=URL, limiter=trio.CapacityLimiter(math.inf))
     assert client.max_concurrent >= 2**31 - 1
+
+
+async def test_default_headers_merge_case_insensitively_and_the_key_wins(
+    router: respx.Router,
+) -> None:
+    route = router.post(f"{URL}/chat/completions").respond(200, json=completion_body())
+    async with make_client(
+        router, default_headers={"authorization": "Bearer other", "x-team": "search"}
+    ) as client:
+        await client.chat.completions.create(model="m", messages=MESSAGES)
+    headers = route.calls.last.request.headers
+    assert headers.get_list("authorization") == [f"Bearer {KEY}"]
+    assert headers["x-team"] == "search"
+
+
+async def test_an_illegal_header_is_bad_input_not_a_connection_error() -> None:
+    from trioclient.testing import open_server
+
+    async with open_server() as server:
+        async with trioclient.Client(api_key=KEY, base_url=server.base_url) as client:
+            with trio.fail_after(10), pytest.raises(ValueError, match="Illegal header name"):
+                await client.chat.completions.create(
+                    model="m", messages=MESSAGES, extra_headers={"Bad Header": "x"}
+                )
+            assert client.statistics().retries == 0
+        assert server.statistics().requests_total == 0
+
+
+@pytest.mark.parametrize("key", ["sk-caf\u00e9-zq9", "sk-\u201czq9\u201d", "sk-zq9\nzq9"])
+def test_a_key_with_non_ascii_or_control_characters_is_refused_without_echo(key: str) -> None:
+    with pytest.raises(ValueError, match="non-ASCII or control") as caught:
+        trioclient.Client(api_key=key, base_url=URL)
+    assert "zq9" not in repr(caught.value)

@@ -391,3 +391,31 @@ async def test_chunks_before_a_failure_are_delivered_however_the_bytes_were_spli
         assert client.limiter.borrowed_tokens == 0
     assert received == ["Hello", " there"]
     assert len(server.requests) == 1
+
+
+async def test_a_compressed_stream_is_decoded() -> None:
+    import gzip
+
+    def gzipped() -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream", "content-encoding": "gzip"},
+            content=gzip.compress(b"".join(HAPPY)),
+        )
+
+    async with client_for(Server(gzipped)) as client:
+        async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+            final = await stream.get_final_completion()
+    assert final.content == "Hello, world"
+
+
+async def test_null_ids_in_a_chunk_read_as_missing() -> None:
+    script = [
+        b'data: {"id": null, "model": null, "created": null, "choices": '
+        b'[{"index": 0, "delta": {"content": "ok"}}]}\n\n',
+        DONE,
+    ]
+    async with client_for(Server(script)) as client:
+        async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+            final = await stream.get_final_completion()
+    assert (final.content, final.id, final.model, final.created) == ("ok", "", "", 0)

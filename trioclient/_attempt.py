@@ -111,6 +111,10 @@ async def send(sender: Sender, request: httpx.Request) -> httpx.Response:
         response = await sender(request)
     except APIError:
         raise
+    except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+        # The request itself cannot be sent (an illegal header from extra_headers or
+        # default_headers, a scheme no transport speaks): bad input, never retried.
+        raise ValueError(f"cannot send this request: {exc}") from exc
     except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
         raise translate_transport_error(exc, request) from exc
     pacer = request.extensions.get(PACER_EXTENSION)

@@ -246,16 +246,17 @@ class Client:
         self._counters = _Counters()
         self._gate = RateLimitGate()
         self._rng = random.Random()
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "User-Agent": f"trioclient/{__version__}",
-        }
-        for name, value in (default_headers or {}).items():
-            headers[name] = value
-        headers["Authorization"] = f"Bearer {key}"
+        merged = httpx.Headers(
+            {
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "User-Agent": f"trioclient/{__version__}",
+            }
+        )
+        merged.update(default_headers or {})  # case-insensitive: one of each name
+        merged["Authorization"] = f"Bearer {key}"
         self._completions_url = self.base_url.join("chat/completions")
-        self._headers = httpx.Headers({"Host": self._completions_url.netloc.decode(), **headers})
+        self._headers = httpx.Headers([(b"Host", self._completions_url.netloc), *merged.raw])
         self._raw_headers = self._headers.raw
         # Our own transport has no pool to wait for; a caller's AsyncClient does, and its
         # pool timeout must never kill a request the limiter already admitted.

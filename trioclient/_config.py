@@ -83,9 +83,12 @@ def resolve_api_key(api_key: str | None) -> str:
         raise TypeError(f"api_key must be a string, got {type(api_key).__name__}")
     if not api_key.strip():
         raise ValueError("api_key is empty")
-    if any(c in api_key for c in "\r\n\0"):
-        # A key with a line break would be a header injection; do not echo the key.
-        raise ValueError("api_key contains a line break or NUL character")
+    if not api_key.isascii() or not api_key.isprintable():
+        # A header carries ASCII only, and a line break would be a header injection.
+        # Never echo the key: a pasted curly quote is the usual culprit.
+        raise ValueError(
+            "api_key contains a non-ASCII or control character (a pasted quote or line break?)"
+        )
     return api_key
 
 

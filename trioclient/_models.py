@@ -355,9 +355,10 @@ class ChatCompletionChunk(_Keeps):
                 raise _fail("chunk.choices", "a list", raw_choices)
             choices = tuple([_chunk_choice(c, i) for i, c in enumerate(raw_choices)])
         usage = d.get("usage")
-        ident = d.get("id", "")
-        model = d.get("model", "")
-        created = d.get("created", 0)
+        # null is read as missing, as ChatCompletion.from_dict does.
+        ident = d.get("id") or ""
+        model = d.get("model") or ""
+        created = d.get("created") or 0
         if type(ident) is not str:
             raise _fail("chunk.id", "a string", ident)
         if type(model) is not str:

@@ -177,7 +177,7 @@ class ChatCompletionStream:
         async with await client.chat.completions.create(..., stream=True) as stream:
             async for chunk in stream:
                 print(chunk.choices[0].delta.content or "", end="")
-        print(stream.get_final_completion().usage)
+        print((await stream.get_final_completion()).usage)
     """
 
     def __init__(self, client: Client, request: httpx.Request, timeout: Timeout) -> None:
@@ -234,9 +234,12 @@ class ChatCompletionStream:
                     request=request,
                 )
             self._response = response
-            self._body = response.stream.__aiter__()  # type: ignore[union-attr]
+            if "content-encoding" in response.headers:
+                self._body = response.aiter_bytes()  # decoded (gzip, br...), closed on drop
+            else:
+                self._body = response.stream.__aiter__()  # type: ignore[union-attr]
             while not self._pending and not self._done:
-                await self._receive(first=True)  # a failure here, with no chunk yet, is retried
+                await self._receive()  # a failure here, with no chunk yet, is retried
         if scope.cancelled_caught:
             which = "Timeout.total" if deadline == self._deadline else "Timeout.first_byte"
             raise APITimeoutError(
@@ -255,7 +258,7 @@ class ChatCompletionStream:
 
     # -- reading --------------------------------------------------------------------
 
-    async def _receive(self, first: bool = False) -> None:
+    async def _receive(self) -> None:
         """Read once from the network and decode what came (may yield no chunk)."""
         try:
             data = await self._body.__anext__()

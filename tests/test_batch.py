@@ -558,3 +558,39 @@ async def test_against_the_embedded_server() -> None:
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert stats.chat_requests == 80 and stats.rate_limited == 0
     assert all(r.time_to_first_token is not None for r in results[::2])
+
+
+async def test_an_unbounded_limiter_needs_an_explicit_batch_size() -> None:
+    import math
+
+    client = trioclient.Client(
+        api_key="sk-test",
+        base_url="http://127.0.0.1:9/v1",
+        transport=httpx.MockTransport(lambda request: httpx.Response(500)),
+        limiter=trio.CapacityLimiter(math.inf),
+    )
+    async with client:
+        with trio.fail_after(5), pytest.raises(ValueError, match="max_concurrent"):
+            await client.run_batch([{"model": "m", "messages": [{"role": "user", "content": "x"}]}])
+
+
+async def test_a_stream_that_cannot_open_is_not_retried_by_the_engine() -> None:
+    calls = 0
+
+    def json_instead_of_a_stream(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, json={"choices": []})
+
+    client = trioclient.Client(
+        api_key="sk-test",
+        base_url="http://127.0.0.1:9/v1",
+        transport=httpx.MockTransport(json_instead_of_a_stream),
+    )
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    async with client:
+        with trio.fail_after(30):
+            [result] = await client.run_batch([body])
+    assert isinstance(result.error, trioclient.APIResponseValidationError)
+    assert "text/event-stream" in str(result.error)
+    assert calls == 1

@@ -600,6 +600,7 @@ class _Engine:
             # chunk (retried inside open_stream) and those after it (retried here).
             left = max(0, policy.max_retries - pacer.attempts)
             content_chunks = 0
+            opened = False
             try:
                 stream = await open_stream(
                     self.client,
@@ -608,13 +609,18 @@ class _Engine:
                     attrs.evolve(policy, max_retries=left),
                     pacer=pacer,
                 )
+                opened = True
                 async with stream:
                     async for chunk in stream:
                         if chunk.content:
                             content_chunks += 1
                     completion = await stream.get_final_completion()
             except APIError as error:
-                retryable = policy.is_retryable(error) or isinstance(error, _MID_STREAM_RETRYABLE)
+                # Before the stream opened, the client already applied the policy (a
+                # wrong content type, say, is final); after it, nobody saw the answer.
+                retryable = policy.is_retryable(error) or (
+                    opened and isinstance(error, _MID_STREAM_RETRYABLE)
+                )
                 if not retryable or pacer.attempts > policy.max_retries:
                     raise
                 delay = policy.delay(pacer.attempts - 1, error)
@@ -737,11 +743,16 @@ def open_batch(
             "requests must be an iterable or async iterable of bodies or "
             f"(custom_id, body) pairs, got {type(requests).__name__}"
         )
-    concurrency = (
-        client.max_concurrent
-        if max_concurrent is None
-        else _positive_int("max_concurrent", max_concurrent)
-    )
+    if max_concurrent is None:
+        if client.limiter.total_tokens == math.inf:
+            # One worker per token: an unbounded limiter would mean unbounded workers.
+            raise ValueError(
+                "the client's limiter is unbounded: pass batch(max_concurrent=N) to say "
+                "how many requests this batch may have in progress"
+            )
+        concurrency = client.max_concurrent
+    else:
+        concurrency = _positive_int("max_concurrent", max_concurrent)
     window = _positive_int("reorder_window", reorder_window) if reorder_window is not None else None
     if ordered:
         slack = 4 * concurrency if window is None else window

@@ -419,3 +419,17 @@ async def test_null_ids_in_a_chunk_read_as_missing() -> None:
         async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
             final = await stream.get_final_completion()
     assert (final.content, final.id, final.model, final.created) == ("ok", "", "", 0)
+
+
+async def test_the_xai_style_response_is_one_live_view_of_the_answer_so_far() -> None:
+    async with client_for(Server(HAPPY)) as client:
+        chat = client.chat.create(model="grok-4")
+        chat.append(trioclient.user("hi"))
+        responses = []
+        async with chat.stream() as pairs:
+            async for response, _ in pairs:
+                responses.append(response)
+    assert all(r is responses[0] for r in responses)
+    assert responses[0].content == "Hello, world"  # read after the loop: the whole answer
+    assert responses[0].usage.total_tokens == 8
+    assert responses[0] == trioclient.Response(responses[0].completion)

@@ -20,8 +20,6 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._models import ChatCompletion, ChatCompletionChunk, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -62,15 +60,48 @@ def tool_result(tool_call_id: str, content: str) -> Message:
     return {"role": "tool", "tool_call_id": tool_call_id, "content": content}
 
 
-@attrs.frozen
 class Response:
-    """One answer of :meth:`Chat.sample` (or the answer so far, in :meth:`Chat.stream`).
+    """One answer of :meth:`Chat.sample`, or the answer so far in :meth:`Chat.stream`.
+
+    In a stream, the same ``Response`` comes with every chunk and always shows the
+    answer so far, as in the xAI SDK. It is assembled only when you read it, so a
+    loop that reads just ``chunk.content`` costs nothing extra per chunk.
 
     Attributes:
         completion: The whole :class:`ChatCompletion` behind it.
     """
 
-    completion: ChatCompletion
+    __slots__ = ("_built_at", "_completion", "_stream")
+
+    def __init__(self, completion: ChatCompletion) -> None:
+        self._completion = completion
+        self._stream: ChatCompletionStream | None = None
+        self._built_at = -1
+
+    @classmethod
+    def _following(cls, stream: ChatCompletionStream) -> Response:
+        response = cls.__new__(cls)
+        response._stream = stream
+        response._built_at = -1
+        return response
+
+    @property
+    def completion(self) -> ChatCompletion:
+        stream = self._stream
+        if stream is not None and stream.chunks_received != self._built_at:
+            self._completion = stream.current_completion()
+            self._built_at = stream.chunks_received
+        return self._completion
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return self.completion == other.completion
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Response(content={self.content!r}, finish_reason={self.finish_reason!r})"
 
     @property
     def content(self) -> str:
@@ -173,10 +204,10 @@ class _ResponseAndChunk:
 
     def __init__(self, stream: ChatCompletionStream) -> None:
         self._stream = stream
+        self._response = Response._following(stream)
 
     def __aiter__(self) -> _ResponseAndChunk:
         return self
 
     async def __anext__(self) -> tuple[Response, ChatCompletionChunk]:
-        chunk = await self._stream.__anext__()
-        return Response(self._stream.current_completion()), chunk
+        return self._response, await self._stream.__anext__()

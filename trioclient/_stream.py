@@ -392,6 +392,11 @@ class ChatCompletionStream:
         return self.current_completion()
 
     @property
+    def chunks_received(self) -> int:
+        """How many chunks have arrived so far."""
+        return self._accumulator.chunks
+
+    @property
     def done(self) -> bool:
         """Whether ``data: [DONE]`` has arrived."""
         return self._done

@@ -46,7 +46,9 @@ class Timeout:
     Attributes:
         total: The whole attempt, from sending the request to the last byte of the answer
             (for a stream: to ``[DONE]``).
-        connect: Opening the TCP (and TLS) connection.
+        connect: Opening the TCP (and TLS) connection. Connections are shared by all
+            of a client's requests, so this is the client's own setting: the
+            ``connect`` of a per-call ``timeout=`` is not used.
         first_byte: From sending the request until the response headers arrive (for a
             stream: until its first event). ``None`` leaves it to ``total``.
         idle: The longest silence allowed while a body or stream is arriving.

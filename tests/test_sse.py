@@ -722,3 +722,11 @@ def test_rendered_events_round_trip(
     assert events == expected
     assert decoder.last_event_id == last_id
     assert decoder.retry == retry
+
+
+def test_feed_raw_gives_the_same_events_as_plain_tuples() -> None:
+    stream = b"id: 7\nretry: 250\nevent: update\ndata: a\ndata: b\n\ndata: c\n\n"
+    events = SSEDecoder().feed(stream)
+    raw = SSEDecoder().feed_raw(stream)
+    assert raw == [("update", "a\nb", "7", 250), ("message", "c", "7", None)]
+    assert [ServerSentEvent(*event) for event in raw] == events

@@ -433,3 +433,33 @@ async def test_the_xai_style_response_is_one_live_view_of_the_answer_so_far() ->
     assert responses[0].content == "Hello, world"  # read after the loop: the whole answer
     assert responses[0].usage.total_tokens == 8
     assert responses[0] == trioclient.Response(responses[0].completion)
+
+
+def test_chunks_built_by_the_fast_path_equal_those_built_by_attrs() -> None:
+    import attrs
+
+    from trioclient._models import ChoiceDelta, ChunkChoice
+
+    raw = json.loads(chunk("Hello", role="assistant", finish="stop")[6:])
+    fast = trioclient.ChatCompletionChunk.from_dict(raw)
+    choice = raw["choices"][0]
+    slow = trioclient.ChatCompletionChunk(
+        raw["id"],
+        raw["model"],
+        raw["created"],
+        (
+            ChunkChoice(
+                0,
+                ChoiceDelta("assistant", "Hello", (), None, None, choice["delta"]),
+                "stop",
+                choice,
+            ),
+        ),
+        None,
+        None,
+        raw,
+    )
+    assert fast == slow and repr(fast) == repr(slow)
+    assert fast.to_dict() == raw
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.choices[0].delta.content = "changed"  # type: ignore[misc]

@@ -444,10 +444,9 @@ class Client:
                 if retries >= retry.max_retries or not retryable:
                     counters.failed += 1
                     raise
-                if rate_limited:
-                    resume_at = gate.reopens_at
-                else:
-                    resume_at = trio.current_time() + delay
+                # The gate may hold the retry longer than its own wait (a pause, or a
+                # place in the paced line): the deadline check counts that too.
+                resume_at = max(trio.current_time() + delay, gate.earliest_pass())
                 if resume_at >= trio.current_effective_deadline():
                     counters.failed += 1
                     error.add_note(

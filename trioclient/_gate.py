@@ -87,6 +87,12 @@ class RateLimitGate:
         if self.interval < _OPEN_BELOW:
             self.interval = 0.0
 
+    def earliest_pass(self) -> float:
+        """The earliest time a task arriving now could pass (its place in line aside)."""
+        if self.interval:
+            return max(self.reopens_at, self._last_pass + self.interval)
+        return self.reopens_at
+
     def is_open(self) -> bool:
         return self.interval == 0.0 and self.reopens_at <= trio.current_time()
 

@@ -40,6 +40,10 @@ __all__ = ["SSEDecoder", "SSEError", "ServerSentEvent"]
 # A CR that ends one chunk may be the first half of a CRLF whose LF opens the next.
 _CR = "\r"
 _BOM = "\ufeff"
+
+#: One dispatched event before it becomes a :class:`ServerSentEvent`:
+#: ``(event, data, id, retry)``.
+_RawEvent = tuple[str, str, "str | None", "int | None"]
 # A tuple, not `bytes | bytearray | memoryview`: isinstance on a union type is ~7x
 # slower, and this check runs on every network read.
 _BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -187,6 +191,14 @@ class SSEDecoder:
             TypeError: ``data`` is not bytes-like (a ``str`` is a caller bug: the
                 stream is bytes and this decoder owns the UTF-8 decoding).
         """
+        return [ServerSentEvent(*event) for event in self.feed_raw(data)]
+
+    def feed_raw(self, data: bytes | bytearray | memoryview) -> list[_RawEvent]:
+        """:meth:`feed`, with each event as a plain ``(event, data, id, retry)`` tuple.
+
+        For consumers that read every event of a long stream (trioclient's own chat
+        streams): the same events, without building an object for each.
+        """
         if self._error is not None:
             raise SSEError(f"the decoder failed earlier and cannot continue: {self._error}")
         if self._closed:
@@ -215,7 +227,7 @@ class SSEDecoder:
             text = text.replace("\r\n", "\n").replace(_CR, "\n")
         lines = text.split("\n")
         tail = lines.pop()  # after the last line ending: an unfinished line
-        events: list[ServerSentEvent]
+        events: list[_RawEvent]
         if lines:
             if self._pending:
                 self._pending.append(lines[0])
@@ -261,13 +273,13 @@ class SSEDecoder:
         )
         raise self._error
 
-    def _process_lines(self, lines: list[str]) -> list[ServerSentEvent]:
+    def _process_lines(self, lines: list[str]) -> list[_RawEvent]:
         """Interpret complete lines (without their line endings), per the spec.
 
         This is the hot loop of every stream, so the per-event buffers live in
         locals and are written back once at the end.
         """
-        events: list[ServerSentEvent] = []
+        events: list[_RawEvent] = []
         limit = self._max_event_size
         data_lines = self._data_lines
         data_len = self._data_len
@@ -281,7 +293,7 @@ class SSEDecoder:
                     # to dispatch, but the event type is still reset.
                     if data_lines:
                         events.append(
-                            ServerSentEvent(
+                            (
                                 event_type or "message",
                                 # Joining with LF is the spec's "append value and LF
                                 # per line, then drop the final LF".

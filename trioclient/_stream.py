@@ -288,14 +288,14 @@ class ChatCompletionStream:
                 f"stream exceeds max_response_bytes={self._client.max_response_bytes}",
             )
         try:
-            events = self._decoder.feed(data)
+            events = self._decoder.feed_raw(data)
         except SSEError as exc:
             raise self._error(APIResponseValidationError, f"invalid stream: {exc}") from None
-        for event in events:
+        for event_type, event_data, _, _ in events:
             if self._done:
                 break
             try:
-                self._handle(event.event, event.data)
+                self._handle(event_type, event_data)
             except APIError as error:
                 if not self._pending:
                     raise

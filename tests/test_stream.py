@@ -463,3 +463,30 @@ def test_chunks_built_by_the_fast_path_equal_those_built_by_attrs() -> None:
     assert fast.to_dict() == raw
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.choices[0].delta.content = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [1, 2.5, null, true]}',
+        ' {"a": 1} ',
+        '{"a": 1}\n',
+        '{"a": 1} {"b": 2}',
+        "{bad",
+        "",
+        "NaN",
+        '"\\ud800"',
+    ],
+)
+def test_the_chunk_json_fast_path_agrees_with_json_loads(text: str) -> None:
+    from trioclient._stream import _loads
+
+    try:
+        expected: object = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as caught:
+            _loads(text)
+        assert str(caught.value) == str(exc)
+    else:
+        value = _loads(text)
+        assert value == expected or (value != value and expected != expected)  # NaN

@@ -123,6 +123,11 @@ class _Shown:
         return self.text
 
 
+def _sorted_set(value: set[Any] | frozenset[Any]) -> str:
+    items = ", ".join(repr(item) for item in sorted(value, key=repr))
+    return f"{type(value).__name__}({{{items}}})" if value else f"{type(value).__name__}()"
+
+
 def _signature(obj: Any, *, drop_self: bool = False, drop_return: bool = False) -> str:
     try:
         sig = inspect.signature(obj)
@@ -133,6 +138,14 @@ def _signature(obj: Any, *, drop_self: bool = False, drop_return: bool = False) 
         params = params[1:]
     params = [
         p.replace(annotation=_Shown(p.annotation)) if isinstance(p.annotation, str) else p
+        for p in params
+    ]
+    # A set's printed order depends on how it was built (from source or from a cached
+    # .pyc): print set defaults sorted, so the file is the same on every machine.
+    params = [
+        p.replace(default=_Shown(_sorted_set(p.default)))
+        if isinstance(p.default, set | frozenset)
+        else p
         for p in params
     ]
     ret = sig.return_annotation

@@ -333,3 +333,132 @@ def test_only_rejects_unknown_workloads(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         parse_args(["--only", "nonstream,warp-speed"])
     assert "warp-speed" in capsys.readouterr().err
+
+
+# -- instruction counts (callgrind) ------------------------------------------------------
+
+CALLGRIND_STDERR = """==4242== Callgrind, a call-graph generating cache profiler
+==4242== Command: python -m benchmarks.run_contender stream h11-trio {}
+==4242==
+==4242== Events    : Ir
+==4242== Collected : 703093748
+==4242==
+==4242== I   refs:      703,093,748
+"""
+
+
+def test_parse_collected_reads_callgrinds_total() -> None:
+    from benchmarks._callgrind import parse_collected
+
+    assert parse_collected(CALLGRIND_STDERR) == 703_093_748
+
+
+def test_parse_collected_refuses_no_count_or_two_processes() -> None:
+    from benchmarks._callgrind import parse_collected
+
+    with pytest.raises(ValueError, match="no 'Collected :'"):
+        parse_collected("==1== Events    : Ir\n")
+    second = CALLGRIND_STDERR.replace("4242", "4243")
+    with pytest.raises(ValueError, match="more than one process"):
+        parse_collected(CALLGRIND_STDERR + second)
+
+
+def test_instructions_per_unit_cancels_what_both_runs_share() -> None:
+    from benchmarks._callgrind import instructions_per_unit
+
+    start_up, per_chunk = 650_000_000, 43_691
+    small, large = start_up + 2_000 * per_chunk, start_up + 12_000 * per_chunk
+    assert instructions_per_unit(
+        small_instructions=small, large_instructions=large, small_units=2_000, large_units=12_000
+    ) == pytest.approx(per_chunk)
+    with pytest.raises(ValueError, match="more units"):
+        instructions_per_unit(
+            small_instructions=1, large_instructions=2, small_units=5, large_units=5
+        )
+    with pytest.raises(ValueError, match="fewer instructions"):
+        instructions_per_unit(
+            small_instructions=large, large_instructions=small, small_units=1, large_units=2
+        )
+
+
+def _callgrind_pair(mode: str, start_up: int, per_unit: int, units: tuple[int, int]) -> dict:
+    key = "ok" if mode == "nonstream" else "units"
+    return {
+        which: {
+            "status": "ok",
+            "ok": n if mode == "nonstream" else n // 500,
+            key: n,
+            "failures": 0,
+            "instructions": start_up + per_unit * n,
+        }
+        for which, n in zip(("small", "large"), units, strict=True)
+    }
+
+
+def test_summarise_instructions_gives_per_unit_costs_ratios_and_verdicts() -> None:
+    from benchmarks._driver import summarise_instructions
+
+    costs = {"openai-trio": 800_000, "trioclient": 70_000, "h11-trio": 44_000}
+    raw = {
+        "stream": {
+            name: _callgrind_pair("stream", 10**9 + i, cost, (2_000, 12_000))
+            for i, (name, cost) in enumerate(costs.items())
+        },
+        "nonstream": {
+            "openai-trio": _callgrind_pair("nonstream", 4 * 10**9, 7_000_000, (20, 120)),
+            "trioclient": _callgrind_pair("nonstream", 8 * 10**8, 1_500_000, (40, 240)),
+            "h11-trio": _callgrind_pair("nonstream", 6 * 10**8, 600_000, (40, 240)),
+        },
+    }
+    rows, checks, per_unit = summarise_instructions(raw)
+    assert per_unit["stream"] == pytest.approx(costs)
+    assert per_unit["nonstream"]["trioclient"] == pytest.approx(1_500_000)
+    by_target = {c.target.split(" (")[0]: c for c in checks}
+    stream_openai = by_target["stream: trioclient ≥ 10× openai-trio"]
+    assert stream_openai.measured == pytest.approx(800_000 / 70_000)
+    assert stream_openai.passed is True
+    stream_floor = by_target["stream: trioclient ≥ 0.5× bare h11"]
+    assert stream_floor.measured == pytest.approx(44_000 / 70_000)
+    nonstream_openai = by_target["nonstream: trioclient ≥ 5× openai-trio"]
+    assert nonstream_openai.measured == pytest.approx(7_000_000 / 1_500_000)
+    assert nonstream_openai.passed is False  # 4.67 times is short of 5
+    assert by_target["nonstream: trioclient ≥ 0.5× bare h11"].passed is False  # 0.4 of the floor
+    trioclient_stream = next(r for r in rows if r[:2] == ["stream", "trioclient"])
+    assert trioclient_stream[3] == "70,000"
+    assert trioclient_stream[5:] == [fmt_ratio(800_000 / 70_000), fmt_ratio(44_000 / 70_000)]
+
+
+def test_summarise_instructions_leaves_out_runs_that_failed_or_crashed() -> None:
+    from benchmarks._driver import summarise_instructions
+
+    failed = _callgrind_pair("stream", 10**9, 70_000, (2_000, 12_000))
+    failed["large"]["failures"] = 1
+    crashed = _callgrind_pair("stream", 10**9, 44_000, (2_000, 12_000))
+    crashed["small"] = {"status": "crashed", "reason": "boom", "instructions": None}
+    raw = {
+        "stream": {
+            "openai-trio": _callgrind_pair("stream", 10**9, 800_000, (1_000, 4_000)),
+            "trioclient": failed,
+            "h11-trio": crashed,
+        }
+    }
+    rows, checks, per_unit = summarise_instructions(raw)
+    assert per_unit["stream"]["trioclient"] is None
+    assert per_unit["stream"]["h11-trio"] is None
+    assert all(c.measured is None for c in checks)
+    cells = {r[1]: r[3] for r in rows}
+    assert cells == {
+        "openai-trio": "800,000",
+        "trioclient": "failed requests",
+        "h11-trio": "CRASHED",
+    }
+
+
+def test_instructions_is_full_mode_only() -> None:
+    from benchmarks._driver import parse_args
+
+    assert "instructions" in parse_args([]).selected
+    assert "instructions" not in parse_args(["--quick"]).selected
+    assert parse_args(["--only", "instructions"]).selected == ["instructions"]
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--only", "instructions"])

@@ -431,40 +431,38 @@ class Client:
             sent_at = trio.current_time()
             try:
                 result = await attempt(sender, request, timeout)
-            except APIError as error:
+            except APIError as exc:
+                error = exc
+            else:
+                if gate.interval:
+                    gate.record_success()
+                return result
+            finally:
                 counters.in_flight -= 1
-                retryable = retry.is_retryable(error)
-                delay = retry.delay(retries, error, self._rng) if retryable else 0.0
-                rate_limited = isinstance(error, RateLimitError)
-                if rate_limited:
-                    counters.rate_limited += 1
-                    if retryable:
-                        # Even when this request gives up, the others must pause.
-                        gate.close_for(delay, sent_at)
-                if retries >= retry.max_retries or not retryable:
-                    counters.failed += 1
-                    raise
-                # The gate may hold the retry longer than its own wait (a pause, or a
-                # place in the paced line): the deadline check counts that too.
-                resume_at = max(trio.current_time() + delay, gate.earliest_pass())
-                if resume_at >= trio.current_effective_deadline():
-                    counters.failed += 1
-                    error.add_note(
-                        f"not retried: the next attempt would start after the caller's "
-                        f"deadline (wait {resume_at - trio.current_time():.3g} s)"
-                    )
-                    raise
-                retries += 1
-                counters.retries += 1
-                await trio.sleep_until(resume_at)
-                continue
-            except BaseException:
-                counters.in_flight -= 1
-                raise
-            counters.in_flight -= 1
-            if gate.interval:
-                gate.record_success()
-            return result
+            retryable = retry.is_retryable(error)
+            delay = retry.delay(retries, error, self._rng) if retryable else 0.0
+            rate_limited = isinstance(error, RateLimitError)
+            if rate_limited:
+                counters.rate_limited += 1
+                if retryable:
+                    # Even when this request gives up, the others must pause.
+                    gate.close_for(delay, sent_at)
+            if retries >= retry.max_retries or not retryable:
+                counters.failed += 1
+                raise error
+            # The gate may hold the retry longer than its own wait (a pause, or a place
+            # in the paced line): the deadline check counts that too.
+            resume_at = max(trio.current_time() + delay, gate.earliest_pass())
+            if resume_at >= trio.current_effective_deadline():
+                counters.failed += 1
+                error.add_note(
+                    f"not retried: the next attempt would start after the caller's "
+                    f"deadline (wait {resume_at - trio.current_time():.3g} s)"
+                )
+                raise error
+            retries += 1
+            counters.retries += 1
+            await trio.sleep_until(resume_at)
 
     async def _complete(
         self,

@@ -535,20 +535,25 @@ async def test_one_429_pauses_the_whole_client_once(
 # --- the limiter -----------------------------------------------------------------------
 
 
+class SlowServer:
+    """Answers after one second, counting the requests it is handling at once."""
+
+    def __init__(self) -> None:
+        self.active = self.peak = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await trio.sleep(1)
+        self.active -= 1
+        return httpx.Response(200, json=completion_body())
+
+
 async def test_max_concurrent_bounds_requests_in_flight_and_can_change(
     router: respx.Router, autojump_clock: trio.testing.MockClock
 ) -> None:
-    active = peak = 0
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        await trio.sleep(1)
-        active -= 1
-        return httpx.Response(200, json=completion_body())
-
-    router.post(f"{URL}/chat/completions").mock(side_effect=handler)
+    server = SlowServer()
+    router.post(f"{URL}/chat/completions").mock(side_effect=server)
     async with make_client(router, max_concurrent=3) as client:
         with trio.fail_after(100):
             async with trio.open_nursery() as nursery:
@@ -558,32 +563,23 @@ async def test_max_concurrent_bounds_requests_in_flight_and_can_change(
                     )
                 await trio.sleep(0.5)
                 assert client.statistics().waiting == 9
-            assert peak == 3
-            peak = 0
+            assert server.peak == 3
+            server.peak = 0
             client.max_concurrent = 6
             async with trio.open_nursery() as nursery:
                 for _ in range(12):
                     nursery.start_soon(
                         lambda: client.chat.completions.create(model="m", messages=MESSAGES)
                     )
-        assert peak == 6
+        assert server.peak == 6
         assert client.statistics().requests_succeeded == 24
 
 
 async def test_a_shared_limiter_bounds_several_clients_together(
     router: respx.Router, autojump_clock: trio.testing.MockClock
 ) -> None:
-    active = peak = 0
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        await trio.sleep(1)
-        active -= 1
-        return httpx.Response(200, json=completion_body())
-
-    router.post(f"{URL}/chat/completions").mock(side_effect=handler)
+    server = SlowServer()
+    router.post(f"{URL}/chat/completions").mock(side_effect=server)
     limiter = trio.CapacityLimiter(4)
     with pytest.raises(ValueError, match="not both"):
         make_client(router, limiter=limiter, max_concurrent=3)
@@ -594,7 +590,7 @@ async def test_a_shared_limiter_bounds_several_clients_together(
                     nursery.start_soon(
                         lambda c=client: c.chat.completions.create(model="m", messages=MESSAGES)
                     )
-    assert peak == 4
+    assert server.peak == 4
 
 
 def test_import_is_lazy_about_the_cli_the_server_and_rich() -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from benchmarks.contenders._common import Tally
+from benchmarks.contenders._common import Result, Tally
 
-__all__ = ["chunked_gather", "run_asyncio_workers", "semaphore_gather"]
+__all__ = ["chunked_gather", "on_asyncio", "run_asyncio_workers", "semaphore_gather"]
 
 
 async def _timed(one: Callable[[], Awaitable[int]], tally: Tally) -> None:
@@ -67,3 +68,12 @@ async def run_asyncio_workers(
             await _timed(one, tally)
 
     await asyncio.gather(*[worker() for _ in range(min(concurrency, total))])
+
+
+def on_asyncio(fn: Callable[[Result], Coroutine[Any, Any, Result]]) -> Callable[[Result], Result]:
+    """A workload coroutine as the plain function ``run_contender`` calls."""
+
+    def runner(args: Result) -> Result:
+        return asyncio.run(fn(args))
+
+    return runner

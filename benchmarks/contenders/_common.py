@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 
 import attrs
 
 __all__ = [
+    "Drive",
+    "measure_requests",
+    "measure_streams",
     "API_KEY",
     "MESSAGES",
     "MODEL",
@@ -110,3 +115,45 @@ class Tally:
         if keep_latencies:
             out["latencies"] = [round(x, 6) for x in self.latencies]
         return out
+
+
+C = TypeVar("C")
+#: How a contender keeps N requests in flight (``run_trio_workers``, ``semaphore_gather``...).
+Drive = Callable[[int, int, Callable[[], Awaitable[int]], Tally], Awaitable[None]]
+
+
+async def measure_requests(
+    open_client: AbstractAsyncContextManager[C],
+    one_request: Callable[[C], Awaitable[int]],
+    drive: Drive,
+    args: Result,
+) -> Result:
+    """The non-streaming workload for any contender: one untimed warm-up request (the
+    connection, a library's lazy imports), then ``args["requests"]`` driven by ``drive``."""
+    tally, meter = Tally(), Meter()
+    async with open_client as client:
+        await one_request(client)
+        meter.start()
+        await drive(args["requests"], args["concurrency"], lambda: one_request(client), tally)
+        out = meter.stop()
+    return out | tally.fields(keep_latencies=args.get("keep_latencies", False))
+
+
+async def measure_streams(
+    open_client: AbstractAsyncContextManager[C],
+    one_stream: Callable[[C, list[list[float]] | None], Awaitable[int]],
+    drive: Drive,
+    args: Result,
+) -> Result:
+    """The streaming workload for any contender, with per-stream timings kept on request."""
+    tally, meter = Tally(), Meter()
+    timings: list[list[float]] = []
+    async with open_client as client:
+        await one_stream(client, None)
+        meter.start()
+        await drive(
+            args["streams"], args["concurrency"], lambda: one_stream(client, timings), tally
+        )
+        out = meter.stop()
+    out["stream_timings"] = timings if args.get("keep_timings") else None
+    return out | tally.fields(keep_latencies=False)

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from benchmarks.contenders._common import Tally
+from benchmarks.contenders._common import Result, Tally
 
-__all__ = ["run_trio_workers", "semaphore_nursery"]
+__all__ = ["on_trio", "run_trio_workers", "semaphore_nursery"]
 
 
 async def run_trio_workers(
@@ -67,3 +67,13 @@ async def semaphore_nursery(
     async with trio.open_nursery() as nursery:
         for _ in range(total):
             nursery.start_soon(limited)
+
+
+def on_trio(fn: Callable[[Result], Awaitable[Result]]) -> Callable[[Result], Result]:
+    """A workload coroutine as the plain function ``run_contender`` calls."""
+
+    def runner(args: Result) -> Result:
+        result: Result = trio.run(fn, args)
+        return result
+
+    return runner

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from benchmarks.contenders import Unavailable
-from benchmarks.contenders._asyncio_driver import run_asyncio_workers
-from benchmarks.contenders._common import API_KEY, Meter, Result, Tally, request_body
+from benchmarks.contenders._asyncio_driver import on_asyncio, run_asyncio_workers
+from benchmarks.contenders._common import (
+    API_KEY,
+    Result,
+    measure_requests,
+    measure_streams,
+    request_body,
+)
 from benchmarks.contenders._sse_lines import DONE, parse_data_line
 
 try:
@@ -62,44 +66,26 @@ async def _one_stream(
 
 
 async def _nonstream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
     url = args["base_url"] + "/chat/completions"
-    async with _session(args["concurrency"]) as session:
-        await _one_request(session, url)
-        meter.start()
-        await run_asyncio_workers(
-            args["requests"], args["concurrency"], lambda: _one_request(session, url), tally
-        )
-        out = meter.stop()
-    return out | tally.fields(keep_latencies=args.get("keep_latencies", False))
+    return await measure_requests(
+        _session(args["concurrency"]),
+        lambda session: _one_request(session, url),
+        run_asyncio_workers,
+        args,
+    )
 
 
 async def _stream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
-    timings: list[list[float]] = []
     url = args["base_url"] + "/chat/completions"
-    async with _session(args["concurrency"]) as session:
-        await _one_stream(session, url, None)
-        meter.start()
-        await run_asyncio_workers(
-            args["streams"],
-            args["concurrency"],
-            lambda: _one_stream(session, url, timings),
-            tally,
-        )
-        out = meter.stop()
-    out["stream_timings"] = timings if args.get("keep_timings") else None
-    return out | tally.fields(keep_latencies=False)
-
-
-def _run(fn: Callable[[Result], Coroutine[Any, Any, Result]]) -> Callable[[Result], Result]:
-    def runner(args: Result) -> Result:
-        return asyncio.run(fn(args))
-
-    return runner
+    return await measure_streams(
+        _session(args["concurrency"]),
+        lambda session, timings: _one_stream(session, url, timings),
+        run_asyncio_workers,
+        args,
+    )
 
 
 WORKLOADS: dict[str, Callable[[Result], Result]] = {
-    "nonstream": _run(_nonstream),
-    "stream": _run(_stream),
+    "nonstream": on_asyncio(_nonstream),
+    "stream": on_asyncio(_stream),
 }

@@ -6,16 +6,20 @@ a 5 s pool timeout), ``response.json()``, and ``aiter_lines`` + `json.loads` for
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 
 import httpx
-import trio
 
-from benchmarks.contenders._common import API_KEY, Meter, Result, Tally, request_body
+from benchmarks.contenders._common import (
+    API_KEY,
+    Result,
+    measure_requests,
+    measure_streams,
+    request_body,
+)
 from benchmarks.contenders._sse_lines import DONE, parse_data_line
-from benchmarks.contenders._trio_driver import run_trio_workers
+from benchmarks.contenders._trio_driver import on_trio, run_trio_workers
 
 __all__ = ["WORKLOADS"]
 
@@ -59,40 +63,14 @@ async def _one_stream(client: httpx.AsyncClient, timings: list[list[float]] | No
 
 
 async def _nonstream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
-    async with _client(args["base_url"]) as client:
-        await _one_request(client)  # warm-up: the first connection
-        meter.start()
-        await run_trio_workers(
-            args["requests"], args["concurrency"], lambda: _one_request(client), tally
-        )
-        out = meter.stop()
-    return out | tally.fields(keep_latencies=args.get("keep_latencies", False))
+    return await measure_requests(_client(args["base_url"]), _one_request, run_trio_workers, args)
 
 
 async def _stream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
-    timings: list[list[float]] = []
-    async with _client(args["base_url"]) as client:
-        await _one_stream(client, None)
-        meter.start()
-        await run_trio_workers(
-            args["streams"], args["concurrency"], lambda: _one_stream(client, timings), tally
-        )
-        out = meter.stop()
-    out["stream_timings"] = timings if args.get("keep_timings") else None
-    return out | tally.fields(keep_latencies=False)
-
-
-def _run(fn: Callable[[Result], object]) -> Callable[[Result], Result]:
-    def runner(args: Result) -> Result:
-        result: Result = trio.run(functools.partial(fn, args))  # type: ignore[arg-type]
-        return result
-
-    return runner
+    return await measure_streams(_client(args["base_url"]), _one_stream, run_trio_workers, args)
 
 
 WORKLOADS: dict[str, Callable[[Result], Result]] = {
-    "nonstream": _run(_nonstream),
-    "stream": _run(_stream),
+    "nonstream": on_trio(_nonstream),
+    "stream": on_trio(_stream),
 }

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from benchmarks.contenders._asyncio_driver import chunked_gather, semaphore_gather
-from benchmarks.contenders._common import Meter, Result, Tally
+from benchmarks.contenders._asyncio_driver import chunked_gather, on_asyncio, semaphore_gather
+from benchmarks.contenders._common import Meter, Result, Tally, measure_requests, measure_streams
 from benchmarks.contenders._openai_common import (
     RetryCounts,
     make_client,
@@ -20,29 +19,13 @@ __all__ = ["WORKLOADS"]
 
 
 async def _nonstream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
-    async with make_client(args["base_url"]) as client:
-        await one_request(client)  # warm-up: connection and the SDK's lazy imports
-        meter.start()
-        await semaphore_gather(
-            args["requests"], args["concurrency"], lambda: one_request(client), tally
-        )
-        out = meter.stop()
-    return out | tally.fields(keep_latencies=args.get("keep_latencies", False))
+    return await measure_requests(
+        make_client(args["base_url"]), one_request, semaphore_gather, args
+    )
 
 
 async def _stream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
-    timings: list[list[float]] = []
-    async with make_client(args["base_url"]) as client:
-        await one_stream(client, None)
-        meter.start()
-        await semaphore_gather(
-            args["streams"], args["concurrency"], lambda: one_stream(client, timings), tally
-        )
-        out = meter.stop()
-    out["stream_timings"] = timings if args.get("keep_timings") else None
-    return out | tally.fields(keep_latencies=False)
+    return await measure_streams(make_client(args["base_url"]), one_stream, semaphore_gather, args)
 
 
 async def _schedule(args: Result) -> Result:
@@ -125,17 +108,10 @@ async def _memory(args: Result) -> Result:
     return out | tally.fields(keep_latencies=False) | {"queued": queued}
 
 
-def _run(fn: Callable[[Result], Coroutine[Any, Any, Result]]) -> Callable[[Result], Result]:
-    def runner(args: Result) -> Result:
-        return asyncio.run(fn(args))
-
-    return runner
-
-
 WORKLOADS: dict[str, Callable[[Result], Result]] = {
-    "nonstream": _run(_nonstream),
-    "stream": _run(_stream),
-    "schedule": _run(_schedule),
-    "ratelimit": _run(_ratelimit),
-    "memory": _run(_memory),
+    "nonstream": on_asyncio(_nonstream),
+    "stream": on_asyncio(_stream),
+    "schedule": on_asyncio(_schedule),
+    "ratelimit": on_asyncio(_ratelimit),
+    "memory": on_asyncio(_memory),
 }

@@ -8,7 +8,6 @@ own counts 429s as they arrive (for the over-time plot); it only observes.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,8 +16,17 @@ import httpx
 import trio
 
 from benchmarks.contenders import Unavailable
-from benchmarks.contenders._common import API_KEY, MESSAGES, MODEL, Meter, Result, Tally
-from benchmarks.contenders._trio_driver import run_trio_workers
+from benchmarks.contenders._common import (
+    API_KEY,
+    MESSAGES,
+    MODEL,
+    Meter,
+    Result,
+    Tally,
+    measure_requests,
+    measure_streams,
+)
+from benchmarks.contenders._trio_driver import on_trio, run_trio_workers
 
 try:
     import trioclient
@@ -59,29 +67,13 @@ async def _one_stream(client: trioclient.Client, timings: list[list[float]] | No
 
 
 async def _nonstream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
-    async with _client(args["base_url"], args["concurrency"]) as client:
-        await _one_request(client)  # warm-up: the first connection
-        meter.start()
-        await run_trio_workers(
-            args["requests"], args["concurrency"], lambda: _one_request(client), tally
-        )
-        out = meter.stop()
-    return out | tally.fields(keep_latencies=args.get("keep_latencies", False))
+    client = _client(args["base_url"], args["concurrency"])
+    return await measure_requests(client, _one_request, run_trio_workers, args)
 
 
 async def _stream(args: Result) -> Result:
-    tally, meter = Tally(), Meter()
-    timings: list[list[float]] = []
-    async with _client(args["base_url"], args["concurrency"]) as client:
-        await _one_stream(client, None)
-        meter.start()
-        await run_trio_workers(
-            args["streams"], args["concurrency"], lambda: _one_stream(client, timings), tally
-        )
-        out = meter.stop()
-    out["stream_timings"] = timings if args.get("keep_timings") else None
-    return out | tally.fields(keep_latencies=False)
+    client = _client(args["base_url"], args["concurrency"])
+    return await measure_streams(client, _one_stream, run_trio_workers, args)
 
 
 class _Counting429(httpx.AsyncBaseTransport):
@@ -122,7 +114,7 @@ def _require_batch(client: trioclient.Client) -> None:
         raise Unavailable("trioclient.Client has no batch() yet")
 
 
-async def _batch_run(
+async def _batchon_trio(
     client: trioclient.Client,
     count: int,
     batch_kwargs: dict[str, Any],
@@ -162,7 +154,7 @@ async def _schedule(args: Result) -> Result:
         _require_batch(client)
         await _one_request(client)
         meter.start()
-        await _batch_run(
+        await _batchon_trio(
             client, args["requests"], {"max_concurrent": args["concurrency"]}, tally, 0.0
         )
         out = meter.stop()
@@ -183,7 +175,7 @@ async def _ratelimit(args: Result) -> Result:
             kwargs: dict[str, Any] = {"max_concurrent": args["concurrency"]}
             if args.get("client_rpm"):
                 kwargs["rpm"] = args["client_rpm"]
-            attempts = await _batch_run(client, args["requests"], kwargs, tally, t0, ok_times)
+            attempts = await _batchon_trio(client, args["requests"], kwargs, tally, t0, ok_times)
             out = meter.stop()
             stats = client.statistics()
     finally:
@@ -210,7 +202,7 @@ async def _memory(args: Result) -> Result:
         _require_batch(client)
         await _one_request(client)
         meter.start()
-        await _batch_run(
+        await _batchon_trio(
             client,
             queued,
             {"max_concurrent": args["concurrency"]},
@@ -222,18 +214,10 @@ async def _memory(args: Result) -> Result:
     return out | tally.fields(keep_latencies=False) | {"queued": queued}
 
 
-def _run(fn: Callable[[Result], object]) -> Callable[[Result], Result]:
-    def runner(args: Result) -> Result:
-        result: Result = trio.run(functools.partial(fn, args))  # type: ignore[arg-type]
-        return result
-
-    return runner
-
-
 WORKLOADS: dict[str, Callable[[Result], Result]] = {
-    "nonstream": _run(_nonstream),
-    "stream": _run(_stream),
-    "schedule": _run(_schedule),
-    "ratelimit": _run(_ratelimit),
-    "memory": _run(_memory),
+    "nonstream": on_trio(_nonstream),
+    "stream": on_trio(_stream),
+    "schedule": on_trio(_schedule),
+    "ratelimit": on_trio(_ratelimit),
+    "memory": on_trio(_memory),
 }

@@ -393,6 +393,36 @@ async def test_chunks_before_a_failure_are_delivered_however_the_bytes_were_spli
     assert len(server.requests) == 1
 
 
+async def test_chunks_are_built_as_they_are_asked_for_not_all_per_read() -> None:
+    # The whole answer arrives in one read; each chunk is decoded only when the
+    # caller asks for it, so a read of hundreds of chunks never has them all alive.
+    server = Server([b"".join(HAPPY)])
+    async with client_for(server) as client:
+        async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+            seen, text = [], ""
+            async for piece in stream:
+                text += piece.content
+                seen.append(stream.chunks_received)
+                assert not stream.done
+                assert stream.current_completion().content == text  # what was delivered
+            assert stream.done
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_stream_closed_early_delivers_nothing_more() -> None:
+    server = Server([b"".join(HAPPY)])
+    async with client_for(server) as client:
+        stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        first = await stream.__anext__()
+        await stream.aclose()
+        assert first.choices[0].delta.role == "assistant"
+        assert [c async for c in stream] == []
+        assert stream.chunks_received == 1 and not stream.done
+        with pytest.raises(RuntimeError, match="closed before it finished"):
+            await stream.get_final_completion()
+        assert client.limiter.borrowed_tokens == 0
+
+
 async def test_a_compressed_stream_is_decoded() -> None:
     import gzip
 

@@ -374,15 +374,17 @@ class ChatCompletionChunk(_Keeps):
         if fingerprint is not None and type(fingerprint) is not str:
             raise _fail("chunk.system_fingerprint", "a string or null", fingerprint)
         usage = obj.get("usage")
-        return _new_chunk(
-            ident,
-            model,
-            created,
-            choices,
-            None if usage is None else Usage.from_dict(usage, "chunk.usage"),
-            fingerprint,
-            obj,
-        )
+        if usage is not None:
+            usage = Usage.from_dict(usage, "chunk.usage")
+        chunk: ChatCompletionChunk = _new(ChatCompletionChunk)
+        _k_id(chunk, ident)
+        _k_model(chunk, model)
+        _k_created(chunk, created)
+        _k_choices(chunk, choices)
+        _k_usage(chunk, usage)
+        _k_fingerprint(chunk, fingerprint)
+        _k_data(chunk, obj)
+        return chunk
 
 
 def _chunk_choice(c: object, i: int) -> ChunkChoice:
@@ -406,9 +408,19 @@ def _chunk_choice(c: object, i: int) -> ChunkChoice:
             and "refusal" not in delta
             and "reasoning_content" not in delta
         ):
-            return _new_chunk_choice(
-                index, _new_delta(role, content, _NO_TOOL_CALLS, None, None, delta), finish, c
-            )
+            new_delta: ChoiceDelta = _new(ChoiceDelta)
+            _d_role(new_delta, role)
+            _d_content(new_delta, content)
+            _d_calls(new_delta, _NO_TOOL_CALLS)
+            _d_refusal(new_delta, None)
+            _d_reasoning(new_delta, None)
+            _d_data(new_delta, delta)
+            choice: ChunkChoice = _new(ChunkChoice)
+            _c_index(choice, index)
+            _c_delta(choice, new_delta)
+            _c_finish(choice, finish)
+            _c_data(choice, c)
+            return choice
     return ChunkChoice(
         index,
         ChoiceDelta.from_dict({} if delta is None else delta, f"chunk.choices[{i}].delta"),
@@ -435,52 +447,3 @@ _c_index, _c_delta, _c_finish, _c_data = (
 _k_id, _k_model, _k_created, _k_choices, _k_usage, _k_fingerprint, _k_data = (
     getattr(ChatCompletionChunk, name).__set__ for name in attrs.fields_dict(ChatCompletionChunk)
 )
-
-
-def _new_delta(
-    role: str | None,
-    content: str | None,
-    tool_calls: tuple[ChoiceDeltaToolCall, ...],
-    refusal: str | None,
-    reasoning_content: str | None,
-    data: JSONObject,
-) -> ChoiceDelta:
-    delta: ChoiceDelta = _new(ChoiceDelta)
-    _d_role(delta, role)
-    _d_content(delta, content)
-    _d_calls(delta, tool_calls)
-    _d_refusal(delta, refusal)
-    _d_reasoning(delta, reasoning_content)
-    _d_data(delta, data)
-    return delta
-
-
-def _new_chunk_choice(
-    index: int, delta: ChoiceDelta, finish_reason: str | None, data: JSONObject
-) -> ChunkChoice:
-    choice: ChunkChoice = _new(ChunkChoice)
-    _c_index(choice, index)
-    _c_delta(choice, delta)
-    _c_finish(choice, finish_reason)
-    _c_data(choice, data)
-    return choice
-
-
-def _new_chunk(
-    ident: str,
-    model: str,
-    created: int,
-    choices: tuple[ChunkChoice, ...],
-    usage: Usage | None,
-    system_fingerprint: str | None,
-    data: JSONObject,
-) -> ChatCompletionChunk:
-    chunk: ChatCompletionChunk = _new(ChatCompletionChunk)
-    _k_id(chunk, ident)
-    _k_model(chunk, model)
-    _k_created(chunk, created)
-    _k_choices(chunk, choices)
-    _k_usage(chunk, usage)
-    _k_fingerprint(chunk, system_fingerprint)
-    _k_data(chunk, data)
-    return chunk

@@ -288,6 +288,14 @@ class SSEDecoder:
         last_event_id = self._last_event_id
         try:
             for line in lines:
+                if line.startswith("data:"):
+                    # Nearly every line of a chat stream: take it before the general case.
+                    if len(line) + data_len > limit:
+                        self._fail(len(line) + data_len)
+                    value = line[6:] if line.startswith(" ", 5) else line[5:]
+                    data_lines.append(value)
+                    data_len += len(value) + 1
+                    continue
                 if not line:
                     # A blank line dispatches. With no data lines there is nothing
                     # to dispatch, but the event type is still reset.
@@ -302,7 +310,7 @@ class SSEDecoder:
                                 event_retry,
                             )
                         )
-                        data_lines = []
+                        data_lines.clear()
                         data_len = 0
                     event_type = ""
                     event_retry = None

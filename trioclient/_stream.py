@@ -21,7 +21,6 @@ closes the response and gives the token back at once: use ``async with``.
 
 from __future__ import annotations
 
-import collections
 import json
 import math
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from ._exceptions import (
 )
 from ._models import ChatCompletion, ChatCompletionChunk
 from ._retry import RetryPolicy
+from ._sse import _RawEvent
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -207,18 +207,19 @@ class ChatCompletionStream:
         self._body: Any = None  # the response's byte iterator
         self._decoder = SSEDecoder(max_event_size=client.max_response_bytes)
         self._received = 0
-        self._pending: collections.deque[ChatCompletionChunk] = collections.deque()
+        # Events read but not yet turned into chunks, last one first (``pop()`` is next).
+        self._events: list[_RawEvent] = []
+        self._held: ChatCompletionChunk | None = None  # the first chunk, read while opening
         self._accumulator = ChunkAccumulator()
         self._deadline = math.inf
         self._done = False
-        self._failure: APIError | None = None
         self._closed = False
         self._holds_token = False
         self._opened_at = 0.0
         self.first_chunk_at: float | None = None
         """``trio.current_time()`` when the first chunk arrived (time to first token)."""
         self.finished_at: float | None = None
-        """``trio.current_time()`` when ``[DONE]`` arrived."""
+        """``trio.current_time()`` when ``[DONE]`` was read."""
 
     # -- opening (retried by the client until the first chunk) ---------------------
 
@@ -257,8 +258,10 @@ class ChatCompletionStream:
                 self._body = response.aiter_bytes()  # decoded (gzip, br...), closed on drop
             else:
                 self._body = response.stream.__aiter__()  # type: ignore[union-attr]
-            while not self._pending and not self._done:
-                await self._receive()  # a failure here, with no chunk yet, is retried
+            # Any failure up to the first chunk (a bad event too) is retried.
+            while self._held is None and not self._done:
+                await self._receive()
+                self._held = self._take()
         if scope.cancelled_caught:
             which = "Timeout.total" if deadline == self._deadline else "Timeout.first_byte"
             raise APITimeoutError(
@@ -269,10 +272,10 @@ class ChatCompletionStream:
     def _reset(self) -> None:
         self._decoder = SSEDecoder(max_event_size=self._client.max_response_bytes)
         self._received = 0
-        self._pending.clear()
+        self._events = []
+        self._held = None
         self._accumulator = ChunkAccumulator()
         self._done = False
-        self._failure = None
         self.first_chunk_at = self.finished_at = None
 
     # -- reading --------------------------------------------------------------------
@@ -310,24 +313,36 @@ class ChatCompletionStream:
             events = self._decoder.feed_raw(data)
         except SSEError as exc:
             raise self._error(APIResponseValidationError, f"invalid stream: {exc}") from None
-        for event_type, event_data, _, _ in events:
-            if self._done:
-                break
-            try:
-                self._handle(event_type, event_data)
-            except APIError as error:
-                if not self._pending:
-                    raise
-                # Chunks that arrived before the failure are delivered first, so what
-                # the caller sees does not depend on how TCP happened to split the bytes.
-                self._failure = error
-                return
+        events.reverse()
+        self._events = events
 
-    def _handle(self, event_type: str, data: str) -> None:
+    def _take(self) -> ChatCompletionChunk | None:
+        """The next chunk among the events already read; None at ``[DONE]`` or when
+        there are none left.
+
+        Chunks are built one at a time, as the caller asks for them, not all at once
+        when a read brings hundreds: then each chunk's dicts and objects are freed
+        before the next is built, instead of piling up and setting off the cyclic
+        garbage collector (15 % of a fast stream's CPU under perf, 4 % now). It also keeps
+        the order of things simple: a bad event is raised after every chunk before
+        it was delivered, however TCP split the bytes.
+        """
+        events = self._events
+        if not events:
+            return None
+        event_type, data, _, _ = events.pop()
         if data == _DONE:
-            self._done = True
-            self.finished_at = trio.current_time()
-            return
+            self._finish()
+            return None
+        return self._chunk(event_type, data)
+
+    def _finish(self) -> None:
+        """``data: [DONE]``: the stream is whole; anything after it is ignored."""
+        self._done = True
+        self._events = []
+        self.finished_at = trio.current_time()
+
+    def _chunk(self, event_type: str, data: str) -> ChatCompletionChunk:
         try:
             obj = _loads(data)
         except ValueError:
@@ -350,7 +365,7 @@ class ChatCompletionStream:
         if self.first_chunk_at is None:
             self.first_chunk_at = trio.current_time()
         self._accumulator.add(chunk)
-        self._pending.append(chunk)
+        return chunk
 
     def _error(self, kind: type[APIError], message: str, body: object = None) -> APIError:
         return kind(message, request=self._request, body=body, partial=self.current_completion())
@@ -359,19 +374,22 @@ class ChatCompletionStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        if self._pending:
-            return self._pending.popleft()
-        if self._failure is not None:
-            error, self._failure = self._failure, None
-            self._client._counters.failed += 1
-            await self.aclose()
-            raise error
-        if self._done or self._closed:
-            await self.aclose()
-            raise StopAsyncIteration
-        idle = self._timeout.idle
         try:
-            while not self._pending and not self._done:
+            # The common case: the chunk is among the events the last read brought.
+            held = self._held
+            if held is not None:
+                self._held = None
+                return held
+            events = self._events
+            if events:
+                event_type, data, _, _ = events.pop()
+                if data != _DONE:
+                    return self._chunk(event_type, data)
+                self._finish()
+            if self._done or self._closed:
+                raise StopAsyncIteration
+            idle = self._timeout.idle
+            while True:
                 deadline = self._deadline
                 if idle is not None:
                     deadline = min(deadline, trio.current_time() + idle)
@@ -384,6 +402,11 @@ class ChatCompletionStream:
                         f"stream from {self._request.url} stalled ({which}) after "
                         f"{self._accumulator.chunks} chunks",
                     )
+                chunk = self._take()
+                if chunk is not None:
+                    return chunk
+                if self._done:
+                    raise StopAsyncIteration
         except APIError:
             self._client._counters.failed += 1
             await self.aclose()
@@ -391,10 +414,6 @@ class ChatCompletionStream:
         except BaseException:
             await self.aclose()
             raise
-        if self._pending:
-            return self._pending.popleft()
-        await self.aclose()
-        raise StopAsyncIteration
 
     # -- results --------------------------------------------------------------------
 
@@ -412,12 +431,19 @@ class ChatCompletionStream:
 
     @property
     def chunks_received(self) -> int:
-        """How many chunks have arrived so far."""
+        """How many chunks have been delivered so far.
+
+        Chunks are decoded as they are asked for, so this counts the chunks the
+        caller has had, not every chunk already sitting in a network read.
+        """
         return self._accumulator.chunks
 
     @property
     def done(self) -> bool:
-        """Whether ``data: [DONE]`` has arrived."""
+        """Whether ``data: [DONE]`` has been read: the stream is whole.
+
+        It turns true when iteration reaches it, just after the last chunk.
+        """
         return self._done
 
     # -- closing --------------------------------------------------------------------
@@ -439,6 +465,8 @@ class ChatCompletionStream:
         if self._closed:
             return
         self._closed = True
+        self._events = []  # chunks not yet asked for are not delivered after a close
+        self._held = None
         client = self._client
         if self._done:
             client._counters.succeeded += 1

@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -462,3 +463,33 @@ def test_instructions_is_full_mode_only() -> None:
     assert parse_args(["--only", "instructions"]).selected == ["instructions"]
     with pytest.raises(SystemExit):
         parse_args(["--quick", "--only", "instructions"])
+
+
+def test_interleaved_rounds_alternate_contenders_and_report_each_ones_median() -> None:
+    import attrs
+
+    from benchmarks._driver import FULL, Context, _interleaved_rounds
+
+    walls = {"a": [4.0, 1.0, 2.0], "b": [1.0, 1.0, 1.0], "c": [1.0]}
+    calls: list[str] = []
+
+    class FakeContext(Context):
+        def run(self, workload: str, contender: str, args: Any, label: str | None = None) -> Any:
+            calls.append(contender)
+            if contender == "c":
+                return {"status": "unavailable", "reason": "not installed"}
+            if contender == "b" and calls.count("b") == 2:
+                return {"status": "crashed", "reason": "boom"}
+            n = calls.count(contender)
+            return {"status": "ok", "units": 100, "wall_s": walls[contender][n - 1], "round": n}
+
+    ctx = FakeContext(quick=False, sizes=attrs.evolve(FULL, throughput_rounds=3))
+    chosen, notes = _interleaved_rounds(ctx, "stream", ["a", "b", "c"], {}, "units")
+
+    # Round by round, and a contender that cannot run or crashed is not run again.
+    assert calls == ["a", "b", "c", "a", "b", "a"]
+    # a ran at 25, 100 and 50 units/s: the median is the third round.
+    assert chosen["a"]["round"] == 3 and chosen["a"]["round_rates"] == [25.0, 100.0, 50.0]
+    assert chosen["b"]["status"] == "crashed"
+    assert chosen["c"]["status"] == "unavailable"
+    assert len(notes) == 1 and "a 25.0 / 100 / 50.0" in notes[0]

@@ -277,6 +277,35 @@ def _interleaved_rounds(
     return chosen, note
 
 
+def _vs_references(rates: dict[str, float | None], name: str) -> list[str]:
+    """The ``÷ openai-trio`` and ``÷ h11-trio`` cells of `name`'s row."""
+    return [
+        fmt_ratio(ratio(rates.get(name) or 0, rates.get(reference) or 0))
+        for reference in ("openai-trio", "h11-trio")
+    ]
+
+
+def _speed_targets(
+    workload: str, rates: dict[str, float | None], unit: str, times_openai: float, floor: str
+) -> list[Check]:
+    """The issues' two speed targets: trioclient at least N times openai-trio, half the floor."""
+    tc = rates.get("trioclient")
+
+    def against(reference: str) -> float | None:
+        return ratio(tc or 0, rates.get(reference) or 0) if tc else None
+
+    return [
+        Check(
+            workload,
+            f"trioclient {unit} ≥ {times_openai:g}× openai-trio",
+            against("openai-trio"),
+            times_openai,
+            ">=",
+        ),
+        Check(workload, f"trioclient {unit} ≥ 0.5× {floor}", against("h11-trio"), 0.5, ">="),
+    ]
+
+
 def _status_text(res: Result) -> str:
     return {"unavailable": "skipped", "crashed": "CRASHED"}.get(res.get("status", ""), "")
 
@@ -354,27 +383,10 @@ def workload_nonstream(ctx: Context) -> Result:
                 fmt(percentile(lat, 50) * 1e3) if lat else "–",
                 fmt(percentile(lat, 99) * 1e3) if lat else "–",
                 str(res.get("failures", "–")),
-                fmt_ratio(ratio(rates.get(name) or 0, rates.get("openai-trio") or 0)),
-                fmt_ratio(ratio(rates.get(name) or 0, rates.get("h11-trio") or 0)),
+                *_vs_references(rates, name),
             ]
         )
-    tc = rates.get("trioclient")
-    checks = [
-        Check(
-            "nonstream",
-            "trioclient req/s ≥ 5× openai-trio",
-            ratio(tc or 0, rates.get("openai-trio") or 0) if tc else None,
-            5.0,
-            ">=",
-        ),
-        Check(
-            "nonstream",
-            "trioclient req/s ≥ 0.5× bare h11 floor",
-            ratio(tc or 0, rates.get("h11-trio") or 0) if tc else None,
-            0.5,
-            ">=",
-        ),
-    ]
+    checks = _speed_targets("nonstream", rates, "req/s", 5.0, "bare h11 floor")
     return {
         "title": "1. Non-streaming requests",
         "setup": f"{s.nonstream_requests:,} requests, {s.nonstream_concurrency} in flight, {_server_name(ctx)}",
@@ -432,31 +444,14 @@ def workload_stream(ctx: Context) -> Result:
                 fmt(_cpu_per(res, 1e6)),
                 str(res.get("ok", "–")),
                 str(res.get("failures", "–")),
-                fmt_ratio(ratio(rates[name] or 0, rates.get("openai-trio") or 0)),
-                fmt_ratio(ratio(rates[name] or 0, rates.get("h11-trio") or 0)),
+                *_vs_references(rates, name),
             ]
         )
         if _ok(res) and ctx.nginx is not None and res["units"] != res["ok"] * STREAM_CHUNKS:
             notes.append(
                 f"{name} delivered {res['units']} chunks for {res['ok']} streams (expected {STREAM_CHUNKS} each)"
             )
-    tc = rates.get("trioclient")
-    checks = [
-        Check(
-            "stream",
-            "trioclient chunks/s ≥ 10× openai-trio",
-            ratio(tc or 0, rates.get("openai-trio") or 0) if tc else None,
-            10.0,
-            ">=",
-        ),
-        Check(
-            "stream",
-            "trioclient chunks/s ≥ 0.5× bare h11 + json.loads",
-            ratio(tc or 0, rates.get("h11-trio") or 0) if tc else None,
-            0.5,
-            ">=",
-        ),
-    ]
+    checks = _speed_targets("stream", rates, "chunks/s", 10.0, "bare h11 + json.loads")
     chunks = STREAM_CHUNKS if ctx.nginx is not None else s.stream_tokens
     return {
         "title": "2. Streaming (static SSE body)",

@@ -332,15 +332,11 @@ class ChatCompletionStream:
             return None
         event_type, data, _, _ = events.pop()
         if data == _DONE:
-            self._finish()
+            self._done = True
+            self._events = []  # anything after [DONE] is ignored
+            self.finished_at = trio.current_time()
             return None
         return self._chunk(event_type, data)
-
-    def _finish(self) -> None:
-        """``data: [DONE]``: the stream is whole; anything after it is ignored."""
-        self._done = True
-        self._events = []
-        self.finished_at = trio.current_time()
 
     def _chunk(self, event_type: str, data: str) -> ChatCompletionChunk:
         try:
@@ -380,12 +376,10 @@ class ChatCompletionStream:
             if held is not None:
                 self._held = None
                 return held
-            events = self._events
-            if events:
-                event_type, data, _, _ = events.pop()
-                if data != _DONE:
-                    return self._chunk(event_type, data)
-                self._finish()
+            if self._events:
+                chunk = self._take()
+                if chunk is not None:
+                    return chunk
             if self._done or self._closed:
                 raise StopAsyncIteration
             idle = self._timeout.idle

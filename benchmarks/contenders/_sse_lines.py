@@ -8,8 +8,10 @@ decoder has to come within 2x of this.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import AsyncIterable
 
-__all__ = ["DONE", "parse_data_line"]
+__all__ = ["DONE", "count_data_lines", "parse_data_line"]
 
 DONE = object()
 
@@ -25,3 +27,35 @@ def parse_data_line(line: bytes | str) -> object | None:
         return DONE
     decoded: object = json.loads(payload)
     return decoded
+
+
+async def count_data_lines(
+    lines: AsyncIterable[bytes] | AsyncIterable[str],
+    t0: float,
+    timings: list[list[float]] | None,
+) -> int:
+    """Read a stream's lines to their end and count its chunks (``data:`` events).
+
+    Appends ``[t0, first chunk, end, chunks]`` to `timings` if given.
+
+    Raises:
+        RuntimeError: the lines ended without ``data: [DONE]``.
+    """
+    first = 0.0
+    chunks = 0
+    done = False
+    async for line in lines:
+        event = parse_data_line(line)
+        if event is None:
+            continue
+        if event is DONE:
+            done = True
+            continue
+        if chunks == 0:
+            first = time.perf_counter()
+        chunks += 1
+    if not done:
+        raise RuntimeError("stream ended without [DONE]")
+    if timings is not None:
+        timings.append([t0, first, time.perf_counter(), chunks])
+    return chunks

@@ -15,7 +15,7 @@ from benchmarks.contenders._common import (
     measure_streams,
     request_body,
 )
-from benchmarks.contenders._sse_lines import DONE, parse_data_line
+from benchmarks.contenders._sse_lines import count_data_lines
 
 try:
     import aiohttp
@@ -43,26 +43,9 @@ async def _one_stream(
     session: aiohttp.ClientSession, url: str, timings: list[list[float]] | None
 ) -> int:
     t0 = time.perf_counter()
-    first = 0.0
-    chunks = 0
-    done = False
     async with session.post(url, json=request_body() | {"stream": True}) as response:
         response.raise_for_status()
-        async for line in response.content:
-            event = parse_data_line(line)
-            if event is None:
-                continue
-            if event is DONE:
-                done = True
-                continue
-            if chunks == 0:
-                first = time.perf_counter()
-            chunks += 1
-    if not done:
-        raise RuntimeError("stream ended without [DONE]")
-    if timings is not None:
-        timings.append([t0, first, time.perf_counter(), chunks])
-    return chunks
+        return await count_data_lines(response.content, t0, timings)
 
 
 async def _nonstream(args: Result) -> Result:

@@ -18,7 +18,7 @@ from benchmarks.contenders._common import (
     measure_streams,
     request_body,
 )
-from benchmarks.contenders._sse_lines import DONE, parse_data_line
+from benchmarks.contenders._sse_lines import count_data_lines
 from benchmarks.contenders._trio_driver import on_trio, run_trio_workers
 
 __all__ = ["WORKLOADS"]
@@ -37,29 +37,12 @@ async def _one_request(client: httpx.AsyncClient) -> int:
 
 async def _one_stream(client: httpx.AsyncClient, timings: list[list[float]] | None) -> int:
     t0 = time.perf_counter()
-    first = 0.0
-    chunks = 0
-    done = False
     body = request_body() | {"stream": True}
     async with client.stream("POST", "/chat/completions", json=body) as response:
         response.raise_for_status()
         # Read to EOF rather than break at [DONE]: leaving httpx's line iterator early
         # under trio raises ResourceWarning (httpx#3686).
-        async for line in response.aiter_lines():
-            event = parse_data_line(line)
-            if event is None:
-                continue
-            if event is DONE:
-                done = True
-                continue
-            if chunks == 0:
-                first = time.perf_counter()
-            chunks += 1
-    if not done:
-        raise RuntimeError("stream ended without [DONE]")
-    if timings is not None:
-        timings.append([t0, first, time.perf_counter(), chunks])
-    return chunks
+        return await count_data_lines(response.aiter_lines(), t0, timings)
 
 
 async def _nonstream(args: Result) -> Result:

@@ -115,10 +115,13 @@ async def test_a_key_the_server_refuses_is_an_authentication_error() -> None:
 
 
 async def test_the_server_rate_limit_is_met_with_one_pause(
-    fast_clock: trio.testing.MockClock,
+    thread_safe_autojump_clock: trio.testing.MockClock,
 ) -> None:
     # A bucket of 60 requests per minute that starts full: the 61st request of a burst
     # meets the limit; the gate makes the client wait once, then all succeed.
+    # Time stands still while the CPU works and jumps only when everything is idle: on
+    # fast_clock a loaded machine turned slow work into virtual seconds, and the gate's
+    # paced reopening (scheduled in virtual time) then released tasks in bursts.
     async with open_server(rpm=60) as server:
         async with trioclient.Client(
             api_key="sk-loop", base_url=server.base_url, max_concurrent=8

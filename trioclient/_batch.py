@@ -60,6 +60,7 @@ import httpx
 import trio
 from trio_util import AsyncValue
 
+from ._background import describe_leaves, open_background
 from ._client import build_body
 from ._config import Timeout
 from ._exceptions import APIError, APIResponseValidationError, APIStreamError
@@ -786,51 +787,18 @@ def open_batch(
 
 @asynccontextmanager
 async def _running(engine: _Engine) -> AsyncIterator[BatchResults]:
-    # The engine's nursery lives exactly as long as the caller's `async with` body (the
-    # sanctioned trio pattern for a context manager). The body's own exception is kept
-    # out of the nursery, so it comes out as itself and not wrapped in a group.
+    # The engine's nursery lives exactly as long as the caller's `async with` body; the
+    # body's own exception comes out as itself (see _background).
     engine.client._check_open()
-    body_error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(engine.run)
-            try:
-                yield BatchResults(engine)
-            except trio.Cancelled:
-                raise
-            except BaseException as exc:
-                body_error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        _, rest = group.split(trio.Cancelled)
-        if rest is None:
-            raise  # only cancellations: the cancel scopes they belong to take them
-        interrupts, errors = rest.split((KeyboardInterrupt, SystemExit))
-        if interrupts is not None:
-            raise KeyboardInterrupt() from group
-        assert errors is not None
-        raise BatchError(
-            f"the batch engine failed: {_describe(errors)} (see __cause__ for every error)"
-        ) from group
-    if body_error is not None:
-        raise body_error
 
+    def failed(errors: BaseExceptionGroup[BaseException]) -> BatchError:
+        return BatchError(
+            f"the batch engine failed: {describe_leaves(errors)} (see __cause__ for every error)"
+        )
 
-def _describe(group: BaseExceptionGroup[BaseException]) -> str:
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    shown = "; ".join(f"{type(e).__name__}: {e}" for e in leaves[:3])
-    more = f" and {len(leaves) - 3} more" if len(leaves) > 3 else ""
-    return shown + more
+    async with open_background(failed) as nursery:
+        nursery.start_soon(engine.run)
+        yield BatchResults(engine)
 
 
 async def run_batch(

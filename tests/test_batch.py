@@ -22,7 +22,7 @@ import trio.testing
 
 import trioclient
 from trioclient import BadRequestError, RetryPolicy
-from trioclient._batch import BatchError, BatchProgress, BatchResult, open_batch, run_batch
+from trioclient._batch import BatchError, BatchProgress, BatchResult
 from trioclient.testing import format_duration, open_server
 
 URL = "http://127.0.0.1:9/v1"
@@ -223,8 +223,8 @@ async def test_ordered_mode_bounds_the_reorder_buffer(
     requests = CountingIterator(prompts)
     async with make_client(api) as client:
         got: list[int] = []
-        async with open_batch(
-            client, requests, max_concurrent=2, ordered=True, reorder_window=3
+        async with client.batch(
+            requests, max_concurrent=2, ordered=True, reorder_window=3
         ) as results:
             await trio.sleep(50)
             # The slow first request holds everything behind it: the engine stopped
@@ -242,7 +242,7 @@ async def test_input_is_pulled_lazily(autojump_clock: trio.testing.MockClock) ->
     requests = CountingIterator([f"sleep={1 + i % 7} n={i}" for i in range(500)])
     async with make_client(api) as client:
         received = 0
-        async with open_batch(client, requests, max_concurrent=10) as results:
+        async with client.batch(requests, max_concurrent=10) as results:
             async for _ in results:
                 received += 1
                 # max_concurrent in flight plus as much slack: never the whole input.
@@ -260,7 +260,7 @@ async def test_pairs_and_async_iterables(autojump_clock: trio.testing.MockClock)
             yield f"item-{i}", body(f"p{i}")
 
     async with make_client(api) as client:
-        results = await run_batch(client, produce())
+        results = await client.run_batch(produce())
     assert [r.custom_id for r in results] == [f"item-{i}" for i in range(5)]
     assert [r.response.content for r in results if r.response] == [f"echo p{i}" for i in range(5)]
     assert all(r.request_id and r.status_code == 200 for r in results)
@@ -309,8 +309,8 @@ async def test_stop_on_error_ends_the_batch(autojump_clock: trio.testing.MockClo
     prompts += [f"sleep=5 n={i}" for i in range(100)]
     async with make_client(api) as client:
         got: list[BatchResult] = []
-        async with open_batch(
-            client, CountingIterator(prompts), max_concurrent=4, stop_on_error=True
+        async with client.batch(
+            CountingIterator(prompts), max_concurrent=4, stop_on_error=True
         ) as results:
             async for result in results:
                 got.append(result)
@@ -407,13 +407,13 @@ async def test_callers_cancel_scope_stops_promptly() -> None:
 def test_bad_options_fail_at_once() -> None:
     client = trioclient.Client(api_key="sk-test", base_url=URL)
     with pytest.raises(ValueError, match="max_concurrent"):
-        open_batch(client, [], max_concurrent=0)
+        client.batch([], max_concurrent=0)
     with pytest.raises(ValueError, match="rpm"):
-        open_batch(client, [], rpm=-5)
+        client.batch([], rpm=-5)
     with pytest.raises(TypeError, match="iterable"):
-        open_batch(client, {"model": "m"})  # a single body, not a list of them
+        client.batch({"model": "m"})  # a single body, not a list of them
     with pytest.raises(ValueError, match="reorder_window"):
-        open_batch(client, [], ordered=True, reorder_window=0)
+        client.batch([], ordered=True, reorder_window=0)
 
 
 # --- pacing ---------------------------------------------------------------------------

@@ -126,7 +126,8 @@ async def test_api_key_and_base_url_fall_back_to_the_environment(
     monkeypatch.setenv("TRIOCLIENT_BASE_URL", "http://localhost:8000/v1")
     client = trioclient.Client()
     assert client.base_url == httpx.URL("http://localhost:8000/v1/")
-    assert client._headers["authorization"] == "Bearer sk-xai"
+    request = client.build_request({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    assert request.headers["authorization"] == "Bearer sk-xai"
 
 
 async def test_using_a_client_outside_its_block_is_a_runtime_error(router: respx.Router) -> None:

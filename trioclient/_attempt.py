@@ -1,9 +1,15 @@
 """One attempt: send one request, under its own deadlines, and classify what came back.
 
+Both kinds of attempt live here: :func:`complete_once` reads a whole JSON answer, and
+:func:`open_stream_once` opens an event stream and reads up to its first event. The
+retry loop around them is the requester's (:mod:`trioclient._requester`); what an
+attempt returns or raises is all it knows of them.
+
 Everything here runs inside the task of the request it serves, so each deadline is a
 plain trio cancel scope around the await it bounds. A scope of *ours* that fires is
-turned into :class:`~trioclient.APITimeoutError` (retryable); a scope of the caller's
-that fires is left alone and cancels the call the trio way.
+turned into :class:`~trioclient.APITimeoutError` (retryable) by :func:`timeout_error`,
+the one place that words a timeout; a scope of the caller's that fires is left alone
+and cancels the call the trio way.
 
 The classification is one function, :func:`raise_for_status`, shared by the plain and
 the streaming paths, so both read an error response the same way.
@@ -15,7 +21,7 @@ import http
 import json
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import trio
@@ -37,6 +43,9 @@ __all__ = [
     "Sender",
     "client_sender",
     "close_response",
+    "complete_once",
+    "open_stream_once",
+    "timeout_error",
     "error_detail",
     "parse_json",
     "raise_for_status",
@@ -45,6 +54,8 @@ __all__ = [
     "translate_transport_error",
     "transport_sender",
 ]
+
+T = TypeVar("T")
 
 #: The ``httpx.Request.extensions`` key under which a request carries its :class:`Pacer`.
 PACER_EXTENSION = "trioclient.pacer"
@@ -144,11 +155,7 @@ async def read_body(
         with trio.CancelScope() as own:
             body = await read_body(response, timeout, max_bytes, own, total_at)
         if own.cancelled_caught:
-            raise APITimeoutError(
-                f"response body from {response.request.url} stalled for "
-                f"{timeout.idle:g} s (Timeout.idle)",
-                request=response.request,
-            )
+            raise timeout_error(response.request, "idle", timeout.idle)
         return body
     request = response.request
     headers = response.headers
@@ -277,3 +284,117 @@ def parse_json(response: httpx.Response, body: bytes) -> Any:
             f"invalid response: body is not JSON ({kind}, {len(body)} bytes): {shown}",
             request=response.request,
         ) from exc
+
+
+def timeout_error(
+    request: httpx.Request,
+    setting: str,
+    seconds: float | None,
+    *,
+    stream: bool = False,
+    chunks: int | None = None,
+    partial: Any = None,
+) -> APITimeoutError:
+    """The error for a deadline of ours that ran out: which :class:`Timeout` field, how
+    long it was, and where in the exchange it struck.
+
+    Args:
+        setting: ``"total"``, ``"first_byte"`` or ``"idle"``.
+        seconds: That setting's value (or, opening a stream, the nearer of the two).
+        stream: Whether the request is a stream.
+        chunks: For a stream already delivering chunks, how many came.
+        partial: For a stream, the completion assembled so far.
+    """
+    url = request.url
+    if chunks is not None:
+        message = f"stream from {url} stalled (Timeout.{setting}) after {chunks} chunks"
+    elif stream:
+        message = f"no first chunk from {url} within {seconds:g} s (Timeout.{setting})"
+    elif setting == "total":
+        message = f"no complete answer from {url} within {seconds:g} s (Timeout.total)"
+    elif setting == "first_byte":
+        message = (
+            f"no response from {request.method} {url} within {seconds:g} s (Timeout.first_byte)"
+        )
+    else:
+        message = f"response body from {url} stalled for {seconds:g} s (Timeout.idle)"
+    return APITimeoutError(message, request=request, partial=partial)
+
+
+async def complete_once(
+    sender: Sender,
+    request: httpx.Request,
+    timeout: Timeout,
+    max_bytes: int,
+    parse: Callable[[httpx.Response, Any], T],
+) -> T:
+    """One attempt at a JSON answer: send, read the whole body, classify, ``parse``.
+
+    ``parse(response, data)`` turns the decoded JSON of a 2xx answer into the result;
+    it runs inside the attempt, so an answer that cannot be read fails this attempt.
+    """
+    # One cancel scope for the whole attempt: its deadline is the nearer of the total
+    # and first-byte deadlines until the headers arrive, then the nearer of the total
+    # and idle deadlines, renewed at each read of the body.
+    start = trio.current_time()
+    total_at = math.inf if timeout.total is None else start + timeout.total
+    first_byte_at = math.inf if timeout.first_byte is None else start + timeout.first_byte
+    response: httpx.Response | None = None
+    with trio.CancelScope(deadline=min(total_at, first_byte_at)) as scope:
+        response = await send(sender, request)
+        body = await read_body(response, timeout, max_bytes, scope, total_at)
+    if scope.cancelled_caught:
+        if trio.current_time() >= total_at:
+            raise timeout_error(request, "total", timeout.total)
+        if response is None:
+            raise timeout_error(request, "first_byte", timeout.first_byte)
+        raise timeout_error(request, "idle", timeout.idle)
+    assert response is not None
+    raise_for_status(response, body)
+    data = parse_json(response, body)
+    try:
+        return parse(response, data)
+    except APIResponseValidationError as error:
+        error.request = request
+        raise
+
+
+async def open_stream_once(
+    sender: Sender,
+    request: httpx.Request,
+    timeout: Timeout,
+    max_bytes: int,
+    until_first_event: Callable[[httpx.Response], Awaitable[None]],
+) -> float:
+    """One attempt at opening an event stream, up to its first event.
+
+    Sends, checks the status and the content type, then awaits
+    ``until_first_event(response)`` (the stream reads and decodes until it holds its
+    first chunk), all under the first-byte deadline. Any failure up to there belongs to
+    this attempt and may be retried: the caller has seen nothing yet.
+
+    Returns:
+        The deadline of the whole stream (``Timeout.total`` from now), for the reads
+        that follow.
+    """
+    opened_at = trio.current_time()
+    total_at = opened_at + (math.inf if timeout.total is None else timeout.total)
+    first_byte = math.inf if timeout.first_byte is None else timeout.first_byte
+    deadline = min(total_at, opened_at + first_byte)
+    with trio.CancelScope(deadline=deadline) as scope:
+        response = await send(sender, request)
+        if not 200 <= response.status_code < 300:
+            raise_for_status(response, await read_body(response, timeout, max_bytes))
+        kind = response.headers.get("content-type", "")
+        if not kind.startswith("text/event-stream"):
+            body = await read_body(response, timeout, max_bytes)
+            raise APIResponseValidationError(
+                f"invalid response: expected a stream (text/event-stream), got "
+                f"{kind or 'no content type'}: {body[:200].decode('utf-8', 'replace')}",
+                request=request,
+            )
+        await until_first_event(response)
+    if scope.cancelled_caught:
+        setting = "total" if deadline == total_at else "first_byte"
+        raise timeout_error(request, setting, deadline - opened_at, stream=True)
+    return total_at

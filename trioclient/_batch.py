@@ -61,15 +61,16 @@ import trio
 from trio_util import AsyncValue
 
 from ._background import describe_leaves, open_background
-from ._client import build_body
+from ._body import build_body
+from ._client import parse_chat_completion
 from ._config import Timeout
-from ._exceptions import APIError, APIResponseValidationError, APIStreamError
+from ._exceptions import APIError
 from ._models import ChatCompletion, Usage
 from ._pacing import Budgets, estimate_tokens
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._requester import Requester
 
 __all__ = [
     "BatchError",
@@ -329,15 +330,13 @@ def _checked_body(body: Mapping[str, Any]) -> dict[str, Any]:
     return build_body(body.get("model"), body.get("messages"), params)
 
 
-#: Mid-stream errors retried inside a batch although a single call would raise them:
-#: a malformed chunk or an error event is a failed attempt like any other when no
-#: caller has seen any part of the answer.
-_MID_STREAM_RETRYABLE = (APIStreamError, APIResponseValidationError)
+def _usage(completion: ChatCompletion) -> Usage | None:
+    return completion.usage
 
 
 @attrs.define(eq=False)
 class _Engine:
-    client: Client
+    requester: Requester
     requests: Iterable[Any] | AsyncIterable[Any]
     max_concurrent: int
     window: int
@@ -544,13 +543,15 @@ class _Engine:
         except (TypeError, ValueError) as exc:
             return BatchResult(index, custom_id, None, exc, attempts=0, latency=0.0)
         pacer = _ItemPacer(self, estimate_tokens(body))
+        requester = self.requester
         ttft = tps = None
         try:
             if body.get("stream"):
                 completion, ttft, tps = await self._stream_one(body, pacer)
             else:
-                completion = await self.client._complete(
-                    body, self.timeout, self.retry, pacer=pacer
+                request = requester.build_request("chat/completions", body, pacer=pacer)
+                completion = await requester.request_json(
+                    request, parse_chat_completion, self.timeout, self.retry, _usage
                 )
         except APIError as error:
             return self._result(index, custom_id, pacer, None, error)
@@ -593,55 +594,22 @@ class _Engine:
     async def _stream_one(
         self, body: dict[str, Any], pacer: _ItemPacer
     ) -> tuple[ChatCompletion, float | None, float | None]:
-        from ._stream import open_stream
+        # The stream layer reads it whole, retries and deadline included; here only the
+        # timings are worked out.
+        from ._stream import read_stream
 
-        policy = self.retry
-        while True:
-            # One budget of attempts for both kinds of failure: those before the first
-            # chunk (retried inside open_stream) and those after it (retried here).
-            left = max(0, policy.max_retries - pacer.attempts)
-            content_chunks = 0
-            opened = False
-            try:
-                stream = await open_stream(
-                    self.client,
-                    body,
-                    self.timeout,
-                    attrs.evolve(policy, max_retries=left),
-                    pacer=pacer,
-                )
-                opened = True
-                async with stream:
-                    async for chunk in stream:
-                        if chunk.content:
-                            content_chunks += 1
-                    completion = await stream.get_final_completion()
-            except APIError as error:
-                # Before the stream opened, the client already applied the policy (a
-                # wrong content type, say, is final); after it, nobody saw the answer.
-                retryable = policy.is_retryable(error) or (
-                    opened and isinstance(error, _MID_STREAM_RETRYABLE)
-                )
-                if not retryable or pacer.attempts > policy.max_retries:
-                    raise
-                delay = policy.delay(pacer.attempts - 1, error)
-                resume_at = trio.current_time() + delay
-                if resume_at >= trio.current_effective_deadline():
-                    error.add_note(
-                        "not retried: the next attempt would start after the caller's deadline"
-                    )
-                    raise
-                await trio.sleep_until(resume_at)
-                continue
-            ttft = tps = None
-            first, finished = stream.first_chunk_at, stream.finished_at
-            if first is not None:
-                ttft = first - pacer.attempt_started_at
-                if finished is not None and finished > first:
-                    usage = completion.usage
-                    tokens = usage.completion_tokens if usage is not None else content_chunks
-                    tps = tokens / (finished - first)
-            return completion, ttft, tps
+        completion, stream = await read_stream(
+            self.requester, body, self.timeout, self.retry, pacer
+        )
+        ttft = tps = None
+        first, finished = stream.first_chunk_at, stream.finished_at
+        if first is not None:
+            ttft = first - pacer.attempt_started_at
+            if finished is not None and finished > first:
+                usage = completion.usage
+                tokens = usage.completion_tokens if usage is not None else stream.content_chunks
+                tps = tokens / (finished - first)
+        return completion, ttft, tps
 
 
 class BatchResults:
@@ -693,7 +661,7 @@ class BatchResults:
 
 
 def open_batch(
-    client: Client,
+    requester: Requester,
     requests: Iterable[Any] | AsyncIterable[Any],
     *,
     max_concurrent: int | None = None,
@@ -713,7 +681,7 @@ def open_batch(
     result; leaving cancels whatever still runs.
 
     Args:
-        client: An open :class:`~trioclient.Client`.
+        requester: An open client's request path (``client.batch()`` passes it).
         requests: Bodies (dicts as for ``create``: ``{"model", "messages", ...}``; with
             ``"stream": True`` the engine reads the stream whole) or
             ``(custom_id, body)`` pairs, from an iterable or an async iterable, pulled
@@ -745,13 +713,14 @@ def open_batch(
             f"(custom_id, body) pairs, got {type(requests).__name__}"
         )
     if max_concurrent is None:
-        if client.limiter.total_tokens == math.inf:
+        limiter = requester.limiter
+        if limiter.total_tokens == math.inf:
             # One worker per token: an unbounded limiter would mean unbounded workers.
             raise ValueError(
                 "the client's limiter is unbounded: pass batch(max_concurrent=N) to say "
                 "how many requests this batch may have in progress"
             )
-        concurrency = client.max_concurrent
+        concurrency = int(limiter.total_tokens)
     else:
         concurrency = _positive_int("max_concurrent", max_concurrent)
     window = _positive_int("reorder_window", reorder_window) if reorder_window is not None else None
@@ -770,14 +739,14 @@ def open_batch(
         except TypeError:
             total = None
     engine = _Engine(
-        client=client,
+        requester=requester,
         requests=requests,
         max_concurrent=concurrency,
         window=concurrency + slack,
         ordered=bool(ordered),
         stop_on_error=bool(stop_on_error),
-        timeout=client.timeout if timeout is None else Timeout.coerce(timeout),
-        retry=client.retry if retry is None else retry,
+        timeout=requester.timeout if timeout is None else Timeout.coerce(timeout),
+        retry=requester.retry if retry is None else retry,
         budgets=Budgets(rpm=rpm, tpm=tpm, follow_headers=follow_rate_limit_headers),
         progress_interval=float(progress_interval),
         total=total,
@@ -789,7 +758,7 @@ def open_batch(
 async def _running(engine: _Engine) -> AsyncIterator[BatchResults]:
     # The engine's nursery lives exactly as long as the caller's `async with` body; the
     # body's own exception comes out as itself (see _background).
-    engine.client._check_open()
+    engine.requester.check_open()
 
     def failed(errors: BaseExceptionGroup[BaseException]) -> BatchError:
         return BatchError(
@@ -802,7 +771,7 @@ async def _running(engine: _Engine) -> AsyncIterator[BatchResults]:
 
 
 async def run_batch(
-    client: Client, requests: Iterable[Any] | AsyncIterable[Any], **options: Any
+    requester: Requester, requests: Iterable[Any] | AsyncIterable[Any], **options: Any
 ) -> list[BatchResult]:
     """Run a batch to its end and return every result in input order (for small jobs:
     the list holds them all).
@@ -816,7 +785,7 @@ async def run_batch(
     if "ordered" in options:
         raise TypeError("run_batch always returns results in input order; drop 'ordered'")
     results: list[BatchResult] = []
-    async with open_batch(client, requests, **options) as stream:
+    async with open_batch(requester, requests, **options) as stream:
         async for result in stream:
             results.append(result)
     results.sort(key=lambda r: r.index)

@@ -64,7 +64,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._batch import BatchProgress, BatchResult, open_batch
+from ._batch import BatchProgress, BatchResult
 from ._config import Timeout
 from ._exceptions import (
     APIConnectionError,
@@ -590,7 +590,7 @@ class BatchFileRunner:
         self, requests: AsyncIterator[tuple[str, dict[str, Any]]], sink: _Sink
     ) -> None:
         stashed: BaseException | None = None
-        async with open_batch(self._client, requests, **self._options) as results:
+        async with self._client.batch(requests, **self._options) as results:
             try:
                 async with trio.open_nursery() as nursery:
                     if self._on_progress is not None:

@@ -1,18 +1,9 @@
 """The client: one object per endpoint, opened with ``async with``.
 
-A request's life, in order (each step is a module of its own):
-
-1. **validate and encode** the body once (:mod:`json`), before anything is sent;
-2. take a token from the client's :class:`trio.CapacityLimiter` (``max_concurrent``);
-   the token is held for the whole request, its retries and their waits included, so a
-   retry never needs a new slot nor jumps the queue;
-3. wait at the :class:`~trioclient._gate.RateLimitGate` if a 429 closed it (and, after
-   the pause, pass at the pace it sets);
-4. one **attempt** (:mod:`trioclient._attempt`) under its own deadlines;
-5. on a retryable error, sleep as the :class:`~trioclient.RetryPolicy` says (a 429
-   closes the gate for everyone instead), unless the sleep would pass the caller's
-   deadline, in which case the last error is raised at once;
-6. the body parsed into a frozen :class:`~trioclient.ChatCompletion`.
+:class:`Client` is the public face: its lifecycle, its knobs, its statistics and the
+namespaces (``client.chat.completions``). The request path behind it, one retry loop
+shared by every kind of call, is :class:`~trioclient._requester.Requester`; read that
+module for a request's life step by step.
 
 The client starts no background task, so it needs no nursery of its own: every request
 runs in the task that awaits it, and a caller's cancel scope around any call just works.
@@ -20,43 +11,33 @@ runs in the task that awaits it, and a caller's cancel scope around any call jus
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-import random
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
 import attrs
 import httpx
 import trio
 
-from ._attempt import (
-    PACER_EXTENSION,
-    Pacer,
-    Sender,
-    client_sender,
-    error_detail,
-    parse_json,
-    raise_for_status,
-    read_body,
-    send,
-    transport_sender,
-)
+from ._attempt import client_sender, error_detail, transport_sender
+from ._body import build_body
 from ._config import Timeout, resolve_api_key, resolve_base_url
-from ._exceptions import APIError, APIResponseValidationError, APITimeoutError, RateLimitError
-from ._gate import RateLimitGate
+from ._exceptions import APIResponseValidationError
+from ._model_list import Models
+from ._requester import Connection, Requester
 from ._retry import RetryPolicy
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
+    from ._batch import BatchResult, BatchResults
     from ._chat import Chat
-    from ._models import ChatCompletion, Usage
+    from ._models import ChatCompletion
     from ._stream import ChatCompletionStream, StreamManager
 
-__all__ = ["Client", "ClientStatistics"]
+__all__ = ["Client", "ClientStatistics", "RawResponse"]
 
 T = TypeVar("T")
 
@@ -66,6 +47,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 @attrs.frozen
 class ClientStatistics:
     """A snapshot of a client's counters (``client.statistics()``).
+
+    A client and its :meth:`Client.with_options` copies share one set of counters.
 
     Attributes:
         requests_sent: Attempts put on the wire (a retried request counts each time).
@@ -94,42 +77,57 @@ class ClientStatistics:
     total_tokens: int
 
 
-class _Counters:
-    """The live counters behind :meth:`Client.statistics` (a plain class: it is
-    touched on every request, and built on import)."""
+@attrs.frozen
+class RawResponse(Generic[T]):
+    """An answer together with the HTTP response it came in
+    (``client.chat.completions.with_raw_response.create(...)``), as in the openai SDK.
 
-    __slots__ = (
-        "completion_tokens",
-        "failed",
-        "in_flight",
-        "prompt_tokens",
-        "rate_limited",
-        "retries",
-        "sent",
-        "succeeded",
-        "total_tokens",
-    )
+    Attributes:
+        http_response: The :class:`httpx.Response`: status and headers (its body was
+            consumed into the answer: use :meth:`parse`).
+    """
 
-    def __init__(self) -> None:
-        self.sent = self.succeeded = self.failed = self.in_flight = 0
-        self.retries = self.rate_limited = 0
-        self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
+    http_response: httpx.Response
+    _parsed: T = attrs.field(alias="parsed", repr=False)
 
-    def add_usage(self, usage: Usage | None) -> None:
-        if usage is not None:
-            self.prompt_tokens += usage.prompt_tokens
-            self.completion_tokens += usage.completion_tokens
-            self.total_tokens += usage.total_tokens
+    @property
+    def headers(self) -> httpx.Headers:
+        """The response headers (``x-ratelimit-*`` among them)."""
+        return self.http_response.headers
+
+    @property
+    def status_code(self) -> int:
+        return self.http_response.status_code
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's ``x-request-id``, to quote when you report a problem."""
+        request_id: str | None = self.http_response.headers.get("x-request-id")
+        return request_id
+
+    def parse(self) -> T:
+        """The typed answer."""
+        return self._parsed
 
 
 _UNSET: Any = object()
 
-
-def _encode_body(body: Mapping[str, Any]) -> bytes:
-    try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"request body is not JSON-serializable: {exc}") from None
+#: Options a :meth:`Client.with_options` copy may change; the rest is shared.
+_COPY_OPTIONS = frozenset(
+    {
+        "api_key",
+        "base_url",
+        "timeout",
+        "retry",
+        "max_retries",
+        "default_headers",
+        "default_query",
+        "organization",
+        "project",
+        "allow_insecure_http",
+        "max_response_bytes",
+    }
+)
 
 
 def _check_max_concurrent(value: object) -> None:
@@ -137,31 +135,39 @@ def _check_max_concurrent(value: object) -> None:
         raise ValueError(f"max_concurrent must be a whole number >= 1, got {value!r}")
 
 
-def validate_messages(messages: object) -> None:
-    """Reject what no server would accept, before anything is sent."""
-    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
-        raise TypeError(f"messages must be a list of message dicts, got {type(messages).__name__}")
-    if not messages:
-        raise ValueError("messages is empty: a chat completion needs at least one message")
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise TypeError(
-                f"messages[{i}] must be a dict like {{'role': 'user', 'content': '...'}}, "
-                f"got {type(message).__name__}"
-            )
-        role = message.get("role")
-        if not isinstance(role, str) or not role:
-            raise ValueError(f"messages[{i}] has no 'role' (expected 'system', 'user', ...)")
+def _retry_policy(retry: RetryPolicy | None, max_retries: int | None, default: RetryPolicy) -> RetryPolicy:
+    """``retry=`` or the openai SDK's ``max_retries=`` (not both) over ``default``."""
+    if retry is not None and max_retries is not None:
+        raise ValueError("pass retry or max_retries, not both")
+    if retry is not None:
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        return retry
+    if max_retries is not None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+        return attrs.evolve(default, max_retries=max_retries)
+    return default
 
 
-def build_body(model: object, messages: object, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON body of a chat completion, checked: every other parameter passes through."""
-    if not isinstance(model, str) or not model:
-        raise ValueError(f"model must be a non-empty string, got {model!r}")
-    validate_messages(messages)
-    body = {"model": model, "messages": list(messages)}  # type: ignore[call-overload]
-    body.update(params)
-    return body
+def _check_mapping(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
+
+
+def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion:
+    """The JSON of a 2xx chat answer as a :class:`ChatCompletion`."""
+    from ._models import ChatCompletion  # loaded with the first answer, not on import
+
+    if type(data) is dict and "error" in data and "choices" not in data:
+        # Some servers and proxies report a failure inside a 200; say what it was.
+        detail = repr(error_detail(data) or data["error"])
+        raise APIResponseValidationError(f"invalid response: a 200 carrying an error: {detail}")
+    return ChatCompletion.from_dict(data)
+
+
+def _usage(completion: ChatCompletion) -> Any:
+    return completion.usage
 
 
 class Client:
@@ -184,13 +190,20 @@ class Client:
             through the attribute of the same name).
         limiter: A :class:`trio.CapacityLimiter` to share one budget among several
             clients; replaces ``max_concurrent``.
-        timeout: A :class:`Timeout`, or a number of seconds for ``Timeout.total``.
+        timeout: A :class:`Timeout`; or, as in the openai SDK, a number of seconds that
+            bounds each wait (connecting, the first byte, every gap between bytes) but
+            not the whole answer, so a long stream that keeps sending is never cut.
         retry: A :class:`RetryPolicy`; ``RetryPolicy(max_retries=0)`` turns retries off.
-        http_client: Your own :class:`httpx.AsyncClient` (proxies, custom TLS). It is
+        max_retries: The openai SDK's shorthand: the default policy with this many
+            retries (pass this or ``retry``).
+        http_client: Your own :class:`httpx.AsyncClient` (custom TLS, hooks). It is
             used through ``send`` and is not closed by trioclient.
         transport: Your own :class:`httpx.AsyncBaseTransport` (respx, ``MockTransport``).
             Not closed by trioclient.
         default_headers: Extra headers sent with every request.
+        default_query: Query parameters added to every URL (Azure's ``api-version``).
+        organization: Sent as ``OpenAI-Organization`` (default ``OPENAI_ORG_ID``).
+        project: Sent as ``OpenAI-Project`` (default ``OPENAI_PROJECT_ID``).
         allow_insecure_http: Allow ``http://`` to a host that is not loopback.
         max_response_bytes: Refuse a response body larger than this.
 
@@ -207,14 +220,16 @@ class Client:
         limiter: trio.CapacityLimiter | None = None,
         timeout: Timeout | float | None = _UNSET,
         retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, Any] | None = None,
+        organization: str | None = None,
+        project: str | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        key = resolve_api_key(api_key)
-        self.base_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
         if limiter is not None and max_concurrent is not _UNSET:
@@ -224,6 +239,33 @@ class Client:
                 max_concurrent = 64
             _check_max_concurrent(max_concurrent)
             limiter = trio.CapacityLimiter(max_concurrent)
+        self._http_client = http_client
+        self._transport = transport
+        self._owns_transport = False
+        self._owns_connection = True
+        self._options: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "timeout": Timeout() if timeout is _UNSET else Timeout.coerce(timeout),
+            "retry": _retry_policy(retry, max_retries, RetryPolicy()),
+            "default_headers": default_headers,
+            "default_query": default_query,
+            "organization": organization,
+            "project": project,
+            "allow_insecure_http": allow_insecure_http,
+            "max_response_bytes": max_response_bytes,
+        }
+        self._requester = self._make_requester(Connection(limiter), self._options)
+        self.chat = ChatNamespace(self)
+        self.models = Models(self._requester)
+
+    @staticmethod
+    def _make_requester(connection: Connection, options: dict[str, Any]) -> Requester:
+        key = resolve_api_key(options["api_key"])
+        base_url = resolve_base_url(
+            options["base_url"], allow_insecure_http=options["allow_insecure_http"]
+        )
+        max_response_bytes = options["max_response_bytes"]
         if (
             not isinstance(max_response_bytes, int)
             or isinstance(max_response_bytes, bool)
@@ -232,63 +274,124 @@ class Client:
             raise ValueError(
                 f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
             )
-        self._limiter = limiter
-        self.timeout = Timeout() if timeout is _UNSET else Timeout.coerce(timeout)
-        self.retry = RetryPolicy() if retry is None else retry
-        if not isinstance(self.retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {type(self.retry).__name__}")
-        self.max_response_bytes = max_response_bytes
-        self._http_client = http_client
-        self._transport = transport
-        self._owns_transport = False
-        self._sender: Sender | None = None
-        self._state: Literal["new", "open", "closed"] = "new"
-        self._counters = _Counters()
-        self._gate = RateLimitGate()
-        self._rng = random.Random()
-        merged = httpx.Headers(
+        _check_mapping("default_headers", options["default_headers"])
+        _check_mapping("default_query", options["default_query"])
+        headers = httpx.Headers(
             {
                 "Accept": "application/json",
                 "Content-Type": "application/json",
                 "User-Agent": f"trioclient/{__version__}",
             }
         )
-        merged.update(default_headers or {})  # case-insensitive: one of each name
-        merged["Authorization"] = f"Bearer {key}"
-        self._completions_url = self.base_url.join("chat/completions")
-        self._headers = httpx.Headers([(b"Host", self._completions_url.netloc), *merged.raw])
-        self._raw_headers = self._headers.raw
-        # Our own transport has no pool to wait for; a caller's AsyncClient does, and its
-        # pool timeout must never kill a request the limiter already admitted.
-        self._timeout_extension = {
-            "connect": self.timeout.connect,
-            "read": None,
-            "write": None,
-            "pool": None,
-        }
-        self.chat = ChatNamespace(self)
+        for header, option, variable in (
+            ("OpenAI-Organization", "organization", "OPENAI_ORG_ID"),
+            ("OpenAI-Project", "project", "OPENAI_PROJECT_ID"),
+        ):
+            value = options[option]
+            if value is None:
+                value = os.environ.get(variable) or None
+            if value is not None:
+                if not isinstance(value, str):
+                    raise TypeError(f"{option} must be a string, got {type(value).__name__}")
+                headers[header] = value
+        headers.update(options["default_headers"] or {})  # case-insensitive: one of each
+        headers["Authorization"] = f"Bearer {key}"
+        return Requester(
+            connection,
+            base_url=base_url,
+            headers=headers,
+            default_query=options["default_query"],
+            timeout=options["timeout"],
+            retry=options["retry"],
+            max_response_bytes=max_response_bytes,
+        )
+
+    def with_options(self, **changes: Any) -> Client:
+        """A copy of this client with other options, sharing its connections, limiter,
+        429 gate and counters (as the openai SDK's ``with_options``)::
+
+            quick = client.with_options(timeout=5, max_retries=0)
+
+        The copy is open while this client is; closing it closes nothing. It takes
+        ``api_key``, ``base_url``, ``timeout``, ``retry`` or ``max_retries``,
+        ``default_headers``, ``default_query``, ``organization``, ``project``,
+        ``allow_insecure_http`` and ``max_response_bytes``; ``default_headers`` and
+        ``default_query`` are merged into this client's.
+        """
+        unknown = sorted(set(changes) - _COPY_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"with_options() cannot change {', '.join(unknown)}: a copy shares its "
+                f"client's connections and limiter (it can change: {', '.join(sorted(_COPY_OPTIONS))})"
+            )
+        options = dict(self._options)
+        if "timeout" in changes:
+            options["timeout"] = Timeout.coerce(changes.pop("timeout"))
+        if "retry" in changes or "max_retries" in changes:
+            options["retry"] = _retry_policy(
+                changes.pop("retry", None), changes.pop("max_retries", None), options["retry"]
+            )
+        for merged in ("default_headers", "default_query"):
+            if merged in changes:
+                _check_mapping(merged, changes[merged])
+                options[merged] = {**(options[merged] or {}), **(changes.pop(merged) or {})}
+        options.update(changes)
+        copy = object.__new__(Client)
+        copy._http_client = self._http_client
+        copy._transport = self._transport
+        copy._owns_transport = False
+        copy._owns_connection = False
+        copy._options = options
+        copy._requester = self._make_requester(self._requester.connection, options)
+        copy.chat = ChatNamespace(copy)
+        copy.models = Models(copy._requester)
+        return copy
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The API root, ending in ``/``."""
+        return self._requester.base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        """The :class:`Timeout` of a call that names none."""
+        return self._requester.timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The :class:`RetryPolicy` of a call that names none."""
+        return self._requester.retry
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The largest response body (or stream) accepted."""
+        return self._requester.max_response_bytes
 
     def __repr__(self) -> str:
         return (
-            f"<trioclient.Client {self.base_url} state={self._state} "
+            f"<trioclient.Client {self.base_url} state={self._requester.connection.state} "
             f"max_concurrent={self.max_concurrent}>"
         )
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise RuntimeError(f"this Client was already {self._state}; create a new one")
+        connection = self._requester.connection
+        if not self._owns_connection:
+            connection.check_open()  # a copy is used within its client's block
+            return self
+        if connection.state != "new":
+            raise RuntimeError(f"this Client was already {connection.state}; create a new one")
         if self._http_client is not None:
-            self._sender = client_sender(self._http_client)
+            connection.sender = client_sender(self._http_client)
         else:
             if self._transport is None:
                 from ._transport import TrioTransport
 
                 self._transport = TrioTransport(connect_timeout=self.timeout.connect)
                 self._owns_transport = True
-            self._sender = transport_sender(self._transport)
-        self._state = "open"
+            connection.sender = transport_sender(self._transport)
+        connection.state = "open"
         return self
 
     async def __aexit__(
@@ -300,51 +403,49 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client (and the transport it made; never one you passed in)."""
-        if self._state == "closed":
+        """Close the client and the transport it made (never one you passed in).
+
+        Requests still running when it closes fail as their connections close; close
+        the client after the work that uses it (the ``async with`` form does). On a
+        :meth:`with_options` copy this does nothing: the copy's client owns the
+        connections.
+        """
+        connection = self._requester.connection
+        if not self._owns_connection or connection.state == "closed":
             return
-        self._state = "closed"
+        connection.state = "closed"
         if self._owns_transport and self._transport is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._transport.aclose()
-
-    def _check_open(self) -> Sender:
-        if self._state == "open" and self._sender is not None:
-            return self._sender
-        if self._state == "new":
-            raise RuntimeError(
-                "this Client is not open: use it inside `async with trioclient.Client(...) "
-                "as client:`"
-            )
-        raise RuntimeError("this Client is closed: use it inside its `async with` block")
 
     # -- knobs and numbers ----------------------------------------------------------
 
     @property
     def limiter(self) -> trio.CapacityLimiter:
         """The limiter bounding requests in progress (shared, if you passed one)."""
-        return self._limiter
+        return self._requester.connection.limiter
 
     @property
     def max_concurrent(self) -> int:
         """Requests in progress at most; assign to change it while requests run."""
-        total = self._limiter.total_tokens
+        total = self.limiter.total_tokens
         return int(total) if total != math.inf else 2**31
 
     @max_concurrent.setter
     def max_concurrent(self, value: int) -> None:
         _check_max_concurrent(value)
-        self._limiter.total_tokens = value
+        self.limiter.total_tokens = value
 
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of this client's counters."""
-        c = self._counters
+        connection = self._requester.connection
+        c = connection.counters
         return ClientStatistics(
             requests_sent=c.sent,
             requests_succeeded=c.succeeded,
             requests_failed=c.failed,
             in_flight=c.in_flight,
-            waiting=self._limiter.statistics().tasks_waiting,
+            waiting=connection.limiter.statistics().tasks_waiting,
             max_concurrent=self.max_concurrent,
             retries=c.retries,
             rate_limited=c.rate_limited,
@@ -353,10 +454,17 @@ class Client:
             total_tokens=c.total_tokens,
         )
 
+    def build_request(
+        self, body: Mapping[str, Any], extra_headers: Mapping[str, str] | None = None
+    ) -> httpx.Request:
+        """The HTTP request this client would send for a chat-completion ``body`` (for
+        inspection and tests: headers, URL, the encoded body)."""
+        return self._requester.build_request("chat/completions", body, extra_headers=extra_headers)
+
     # -- jobs -----------------------------------------------------------------------
 
-    def batch(self, requests: Any, **options: Any) -> Any:
-        """Run many requests, yielding results as they finish (see :mod:`trioclient._batch`)::
+    def batch(self, requests: Any, **options: Any) -> contextlib.AbstractAsyncContextManager[BatchResults]:
+        """Run many requests, yielding results as they finish (see :func:`open_batch`)::
 
         async with client.batch(requests, max_concurrent=50) as results:
             async for result in results:
@@ -364,176 +472,13 @@ class Client:
         """
         from ._batch import open_batch
 
-        return open_batch(self, requests, **options)
+        return open_batch(self._requester, requests, **options)
 
-    async def run_batch(self, requests: Any, **options: Any) -> Any:
+    async def run_batch(self, requests: Any, **options: Any) -> list[BatchResult]:
         """Run a small batch to the end and return its results in input order."""
         from ._batch import run_batch
 
-        return await run_batch(self, requests, **options)
-
-    # -- the request path -----------------------------------------------------------
-
-    def build_request(
-        self,
-        body: Mapping[str, Any],
-        extra_headers: Mapping[str, str] | None = None,
-        pacer: Pacer | None = None,
-    ) -> httpx.Request:
-        """The HTTP request for a chat-completion body (encoded once, replayable)."""
-        content = _encode_body(body)
-        if extra_headers:
-            merged = self._headers.copy()
-            merged.update(extra_headers)
-            head = merged.raw
-        else:
-            head = self._raw_headers
-        extensions: dict[str, Any] = {"timeout": self._timeout_extension}
-        if pacer is not None:
-            extensions[PACER_EXTENSION] = pacer
-        # The `stream=` form takes the headers as given (httpx adds none), so the
-        # complete head is built here once, not re-derived per request; `read()` makes
-        # the body replayable (for retries, the transport's keep-alive retry, respx).
-        request = httpx.Request(
-            "POST",
-            self._completions_url,
-            headers=[*head, (b"Content-Length", str(len(content)).encode())],
-            stream=httpx.ByteStream(content),
-            extensions=extensions,
-        )
-        request.read()
-        return request
-
-    async def _call(
-        self,
-        request: httpx.Request,
-        attempt: Callable[[Sender, httpx.Request, Timeout], Awaitable[T]],
-        timeout: Timeout,
-        retry: RetryPolicy,
-    ) -> T:
-        """Run ``attempt`` until it succeeds, retrying as ``retry`` says.
-
-        The caller holds the limiter token. Only :class:`APIError` is retried: anything
-        else, ``Cancelled`` and ``KeyboardInterrupt`` above all, goes straight up.
-        """
-        sender = self._check_open()
-        counters = self._counters
-        gate = self._gate
-        retries = 0
-        pacer = request.extensions.get(PACER_EXTENSION)
-        while True:
-            if gate.interval or gate.reopens_at > trio.current_time():
-                await gate.wait_open()
-            if pacer is not None:
-                await pacer.before_attempt(request)
-            counters.sent += 1
-            counters.in_flight += 1
-            sent_at = trio.current_time()
-            try:
-                result = await attempt(sender, request, timeout)
-            except APIError as exc:
-                error = exc
-            else:
-                if gate.interval:
-                    gate.record_success()
-                return result
-            finally:
-                counters.in_flight -= 1
-            retryable = retry.is_retryable(error)
-            delay = retry.delay(retries, error, self._rng) if retryable else 0.0
-            rate_limited = isinstance(error, RateLimitError)
-            if rate_limited:
-                counters.rate_limited += 1
-                if retryable:
-                    # Even when this request gives up, the others must pause.
-                    gate.close_for(delay, sent_at)
-            if retries >= retry.max_retries or not retryable:
-                counters.failed += 1
-                raise error
-            # The gate may hold the retry longer than its own wait (a pause, or a place
-            # in the paced line): the deadline check counts that too.
-            resume_at = max(trio.current_time() + delay, gate.earliest_pass())
-            if resume_at >= trio.current_effective_deadline():
-                counters.failed += 1
-                error.add_note(
-                    f"not retried: the next attempt would start after the caller's "
-                    f"deadline (wait {resume_at - trio.current_time():.3g} s)"
-                )
-                raise error
-            retries += 1
-            counters.retries += 1
-            await trio.sleep_until(resume_at)
-
-    async def _complete(
-        self,
-        body: Mapping[str, Any],
-        timeout: Timeout,
-        retry: RetryPolicy,
-        extra_headers: Mapping[str, str] | None = None,
-        pacer: Pacer | None = None,
-    ) -> ChatCompletion:
-        request = self.build_request(body, extra_headers, pacer)
-        limiter = self._limiter
-        # A free token is taken without a trip through the scheduler (the send that
-        # follows is a schedule point anyway); only a full limiter makes us wait.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            limiter.acquire_nowait()
-        except trio.WouldBlock:
-            await limiter.acquire()
-        try:
-            completion = await self._call(request, self._complete_once, timeout, retry)
-        finally:
-            limiter.release()
-        self._counters.succeeded += 1
-        self._counters.add_usage(completion.usage)
-        return completion
-
-    async def _complete_once(
-        self, sender: Sender, request: httpx.Request, timeout: Timeout
-    ) -> ChatCompletion:
-        # One cancel scope for the whole attempt: its deadline is the nearer of the
-        # total and first-byte deadlines until the headers arrive, then the nearer of
-        # the total and idle deadlines, renewed at each read of the body.
-        start = trio.current_time()
-        total_at = math.inf if timeout.total is None else start + timeout.total
-        first_byte_at = math.inf if timeout.first_byte is None else start + timeout.first_byte
-        response: httpx.Response | None = None
-        with trio.CancelScope(deadline=min(total_at, first_byte_at)) as scope:
-            response = await send(sender, request)
-            body = await read_body(response, timeout, self.max_response_bytes, scope, total_at)
-        if scope.cancelled_caught:
-            if trio.current_time() >= total_at:
-                message = (
-                    f"no complete answer from {request.url} within {timeout.total:g} s "
-                    "(Timeout.total)"
-                )
-            elif response is None:
-                message = (
-                    f"no response from {request.method} {request.url} within "
-                    f"{timeout.first_byte:g} s (Timeout.first_byte)"
-                )
-            else:
-                message = (
-                    f"response body from {request.url} stalled for {timeout.idle:g} s "
-                    "(Timeout.idle)"
-                )
-            raise APITimeoutError(message, request=request)
-        assert response is not None
-        raise_for_status(response, body)
-        from ._models import ChatCompletion  # loaded with the first answer, not on import
-
-        data = parse_json(response, body)
-        try:
-            if type(data) is dict and "error" in data and "choices" not in data:
-                # Some servers and proxies report a failure inside a 200; say what it was.
-                raise APIResponseValidationError(
-                    f"invalid response: a 200 carrying an error: {error_detail(data) or data['error']!r}"
-                )
-            return ChatCompletion.from_dict(data)
-        except APIResponseValidationError as error:
-            error.request = request
-            raise
+        return await run_batch(self._requester, requests, **options)
 
 
 class ChatNamespace:
@@ -541,7 +486,7 @@ class ChatNamespace:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self.completions = Completions(client)
+        self.completions = Completions(client._requester)
 
     def create(self, model: str, **params: Any) -> Chat:
         """Start an xAI-SDK-style conversation: ``append`` messages, then ``sample()``."""
@@ -550,11 +495,61 @@ class ChatNamespace:
         return Chat(self._client, model, params)
 
 
-class Completions:
-    """``client.chat.completions``: the OpenAI-style entry point."""
+class _CallOptions:
+    """One call's request options, resolved against the client's defaults."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    __slots__ = ("extra_headers", "extra_query", "retry", "timeout")
+
+    def __init__(
+        self,
+        requester: Requester,
+        timeout: Timeout | float | None,
+        retry: RetryPolicy | None,
+        max_retries: int | None,
+        extra_headers: Mapping[str, str] | None,
+        extra_query: Mapping[str, Any] | None,
+    ) -> None:
+        self.timeout = requester.timeout if timeout is _UNSET else Timeout.coerce(timeout)
+        if retry is None and max_retries is None:
+            self.retry = requester.retry
+        else:
+            self.retry = _retry_policy(retry, max_retries, requester.retry)
+        _check_mapping("extra_headers", extra_headers)
+        _check_mapping("extra_query", extra_query)
+        self.extra_headers = extra_headers
+        self.extra_query = extra_query
+
+
+def _chat_body(
+    model: object,
+    messages: object,
+    stream: object,
+    extra_body: Mapping[str, Any] | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    body = build_body(model, messages, params)
+    if not isinstance(stream, bool):
+        raise TypeError(f"stream must be True or False, got {stream!r}")
+    if stream:
+        body["stream"] = True
+    if extra_body is not None:
+        _check_mapping("extra_body", extra_body)
+        body.update(extra_body)  # merged into the top level, as the openai SDK does
+    return body
+
+
+class Completions:
+    """``client.chat.completions``: the OpenAI-style entry point.
+
+    Besides the chat parameters, every call takes the openai SDK's request options:
+    ``timeout``, ``max_retries`` (or trioclient's ``retry``), ``extra_headers``,
+    ``extra_query`` (added to the URL) and ``extra_body`` (merged into the top level of
+    the JSON body: vLLM's ``top_k``, ``guided_json``, ``chat_template_kwargs``...).
+    """
+
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
+        self.with_raw_response = _RawCompletions(requester)
 
     @overload
     async def create(
@@ -565,7 +560,10 @@ class Completions:
         stream: Literal[False] = False,
         timeout: Timeout | float | None = ...,
         retry: RetryPolicy | None = ...,
+        max_retries: int | None = ...,
         extra_headers: Mapping[str, str] | None = ...,
+        extra_query: Mapping[str, Any] | None = ...,
+        extra_body: Mapping[str, Any] | None = ...,
         **params: Any,
     ) -> ChatCompletion: ...
 
@@ -578,7 +576,10 @@ class Completions:
         stream: Literal[True],
         timeout: Timeout | float | None = ...,
         retry: RetryPolicy | None = ...,
+        max_retries: int | None = ...,
         extra_headers: Mapping[str, str] | None = ...,
+        extra_query: Mapping[str, Any] | None = ...,
+        extra_body: Mapping[str, Any] | None = ...,
         **params: Any,
     ) -> ChatCompletionStream: ...
 
@@ -590,7 +591,10 @@ class Completions:
         stream: bool = False,
         timeout: Timeout | float | None = _UNSET,
         retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> ChatCompletion | ChatCompletionStream:
         """Create a chat completion.
@@ -600,12 +604,16 @@ class Completions:
 
         Args:
             model: The model name.
-            messages: The conversation, as dicts with a ``role``.
+            messages: The conversation, as dicts with a ``role`` (a message an earlier
+                answer returned may be appended as it is).
             stream: ``True`` returns a :class:`ChatCompletionStream`; use it with
                 ``async with``.
-            timeout: This call's :class:`Timeout` (default: the client's).
+            timeout: This call's :class:`Timeout` or seconds (default: the client's).
             retry: This call's :class:`RetryPolicy` (default: the client's).
+            max_retries: This call's retries, the client's policy otherwise.
             extra_headers: Headers for this call only.
+            extra_query: Query parameters for this call only.
+            extra_body: Keys merged into the top level of the JSON body.
 
         Raises:
             APIStatusError: the server refused (after retries, where retryable).
@@ -613,20 +621,25 @@ class Completions:
             APIResponseValidationError: the answer was not a chat completion.
             ValueError, TypeError: bad arguments, before anything is sent.
         """
-        client = self._client
-        client._check_open()
-        body = build_body(model, messages, params)
-        if not isinstance(stream, bool):
-            raise TypeError(f"stream must be True or False, got {stream!r}")
-        if stream:
-            body["stream"] = True
-        the_timeout = client.timeout if timeout is _UNSET else Timeout.coerce(timeout)
-        the_retry = client.retry if retry is None else retry
+        requester = self._requester
+        requester.check_open()
+        body = _chat_body(model, messages, stream, extra_body, params)
+        call = _CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
         if stream:
             from ._stream import open_stream
 
-            return await open_stream(client, body, the_timeout, the_retry, extra_headers)
-        return await client._complete(body, the_timeout, the_retry, extra_headers)
+            return await open_stream(
+                requester, body, call.timeout, call.retry, call.extra_headers, call.extra_query
+            )
+        request = requester.build_request(
+            "chat/completions",
+            body,
+            extra_headers=call.extra_headers,
+            extra_query=call.extra_query,
+        )
+        return await requester.request_json(
+            request, parse_chat_completion, call.timeout, call.retry, _usage
+        )
 
     def stream(
         self, *, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
@@ -639,4 +652,48 @@ class Completions:
         """
         from ._stream import StreamManager
 
-        return StreamManager(self._client, {"model": model, "messages": messages, **params})
+        return StreamManager(self, {"model": model, "messages": messages, **params})
+
+
+class _RawCompletions:
+    """``client.chat.completions.with_raw_response``: the same call, answered with a
+    :class:`RawResponse` (headers, status, request id) around the completion."""
+
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Mapping[str, Any]],
+        timeout: Timeout | float | None = _UNSET,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> RawResponse[ChatCompletion]:
+        """Like ``chat.completions.create`` (non-streaming; a stream has ``.response``)."""
+        requester = self._requester
+        requester.check_open()
+        if params.get("stream"):
+            raise ValueError(
+                "with_raw_response does not stream: a stream's HTTP response is its "
+                "`.response` attribute"
+            )
+        params.pop("stream", None)
+        body = _chat_body(model, messages, False, extra_body, params)
+        call = _CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
+        request = requester.build_request(
+            "chat/completions", body, extra_headers=call.extra_headers, extra_query=call.extra_query
+        )
+
+        def parse(response: httpx.Response, data: Any) -> RawResponse[ChatCompletion]:
+            return RawResponse(response, parse_chat_completion(response, data))
+
+        def usage(raw: RawResponse[ChatCompletion]) -> Any:
+            return raw.parse().usage
+
+        return await requester.request_json(request, parse, call.timeout, call.retry, usage)

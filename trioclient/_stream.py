@@ -17,6 +17,10 @@ between network reads, ``Timeout.total`` for the whole stream.
 The stream owns its limiter token (taken with ``acquire_on_behalf_of``), so it may be
 consumed, or closed, from any task. Leaving it early (``break``, an exception, a cancel)
 closes the response and gives the token back at once: use ``async with``.
+
+:func:`read_stream` is the other way in, for callers that want the whole answer and no
+chunk (the batch engine): it opens and reads a stream to its end as one attempt of the
+requester's retry loop, so a stream cut half-way is retried like any failed attempt.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 import trio
 
-from ._attempt import Pacer, Sender, close_response, raise_for_status, read_body, send
+from ._attempt import Pacer, Sender, close_response, open_stream_once, timeout_error
 from ._config import Timeout
 from ._exceptions import (
     APIError,
@@ -46,9 +50,10 @@ from ._sse import _RawEvent
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._client import Completions
+    from ._requester import Requester
 
-__all__ = ["ChatCompletionStream", "ChunkAccumulator", "StreamManager", "open_stream"]
+__all__ = ["ChatCompletionStream", "ChunkAccumulator", "StreamManager", "open_stream", "read_stream"]
 
 
 class _ChoiceParts:
@@ -199,13 +204,17 @@ class ChatCompletionStream:
         print((await stream.get_final_completion()).usage)
     """
 
-    def __init__(self, client: Client, request: httpx.Request, timeout: Timeout) -> None:
-        self._client = client
+    def __init__(
+        self, requester: Requester, request: httpx.Request, timeout: Timeout, *, counted: bool = True
+    ) -> None:
+        self._requester = requester
+        self._max_bytes = requester.max_response_bytes
+        self._counted = counted  # False: read whole by read_stream, which counts the request
         self._request = request
         self._timeout = timeout
         self._response: httpx.Response | None = None
         self._body: Any = None  # the response's byte iterator
-        self._decoder = SSEDecoder(max_event_size=client.max_response_bytes)
+        self._decoder = SSEDecoder(max_event_size=self._max_bytes)
         self._received = 0
         # Events read but not yet turned into chunks, last one first (``pop()`` is next).
         self._events: list[_RawEvent] = []
@@ -220,57 +229,34 @@ class ChatCompletionStream:
         """``trio.current_time()`` when the first chunk arrived (time to first token)."""
         self.finished_at: float | None = None
         """``trio.current_time()`` when ``[DONE]`` was read."""
+        self.content_chunks = 0  # chunks with text, counted by read_stream
 
     # -- opening (retried by the client until the first chunk) ---------------------
 
     async def _open_attempt(self, sender: Sender, request: httpx.Request, timeout: Timeout) -> Self:
         self._reset()
-        self._opened_at = now = trio.current_time()
-        self._deadline = now + (math.inf if timeout.total is None else timeout.total)
-        first_byte = math.inf if timeout.first_byte is None else timeout.first_byte
         try:
-            await self._open_within(sender, request, timeout, min(self._deadline, now + first_byte))
+            self._deadline = await open_stream_once(
+                sender, request, timeout, self._max_bytes, self._read_first_chunk
+            )
         except BaseException:
             await self._drop_response()
             raise
         return self
 
-    async def _open_within(
-        self, sender: Sender, request: httpx.Request, timeout: Timeout, deadline: float
-    ) -> None:
-        now = self._opened_at
-        with trio.CancelScope(deadline=deadline) as scope:
-            response = await send(sender, request)
-            if not 200 <= response.status_code < 300:
-                raise_for_status(
-                    response, await read_body(response, timeout, self._client.max_response_bytes)
-                )
-            kind = response.headers.get("content-type", "")
-            if not kind.startswith("text/event-stream"):
-                body = await read_body(response, timeout, self._client.max_response_bytes)
-                raise APIResponseValidationError(
-                    f"invalid response: expected a stream (text/event-stream), got "
-                    f"{kind or 'no content type'}: {body[:200].decode('utf-8', 'replace')}",
-                    request=request,
-                )
-            self._response = response
-            if "content-encoding" in response.headers:
-                self._body = response.aiter_bytes()  # decoded (gzip, br...), closed on drop
-            else:
-                self._body = response.stream.__aiter__()  # type: ignore[union-attr]
-            # Any failure up to the first chunk (a bad event too) is retried.
-            while self._held is None and not self._done:
-                await self._receive()
-                self._held = self._take()
-        if scope.cancelled_caught:
-            which = "Timeout.total" if deadline == self._deadline else "Timeout.first_byte"
-            raise APITimeoutError(
-                f"no first chunk from {request.url} within {deadline - now:g} s ({which})",
-                request=request,
-            )
+    async def _read_first_chunk(self, response: httpx.Response) -> None:
+        self._response = response
+        if "content-encoding" in response.headers:
+            self._body = response.aiter_bytes()  # decoded (gzip, br...), closed on drop
+        else:
+            self._body = response.stream.__aiter__()  # type: ignore[union-attr]
+        # Any failure up to the first chunk (a bad event too) is retried.
+        while self._held is None and not self._done:
+            await self._receive()
+            self._held = self._take()
 
     def _reset(self) -> None:
-        self._decoder = SSEDecoder(max_event_size=self._client.max_response_bytes)
+        self._decoder = SSEDecoder(max_event_size=self._max_bytes)
         self._received = 0
         self._events = []
         self._held = None
@@ -304,10 +290,9 @@ class ChatCompletionStream:
                 f"({exc or type(exc).__name__}): the answer is incomplete",
             ) from exc
         self._received += len(data)
-        if self._received > self._client.max_response_bytes:
+        if self._received > self._max_bytes:
             raise self._error(
-                ResponseTooLargeError,
-                f"stream exceeds max_response_bytes={self._client.max_response_bytes}",
+                ResponseTooLargeError, f"stream exceeds max_response_bytes={self._max_bytes}"
             )
         try:
             events = self._decoder.feed_raw(data)
@@ -390,11 +375,12 @@ class ChatCompletionStream:
                 with trio.CancelScope(deadline=deadline) as scope:
                     await self._receive()
                 if scope.cancelled_caught:
-                    which = "Timeout.total" if deadline == self._deadline else "Timeout.idle"
-                    raise self._error(
-                        APITimeoutError,
-                        f"stream from {self._request.url} stalled ({which}) after "
-                        f"{self._accumulator.chunks} chunks",
+                    raise timeout_error(
+                        self._request,
+                        "total" if deadline == self._deadline else "idle",
+                        None,
+                        chunks=self._accumulator.chunks,
+                        partial=self.current_completion(),
                     )
                 chunk = self._take()
                 if chunk is not None:
@@ -402,7 +388,8 @@ class ChatCompletionStream:
                 if self._done:
                     raise StopAsyncIteration
         except APIError:
-            self._client._counters.failed += 1
+            if self._counted:
+                self._requester.counters.failed += 1
             await self.aclose()
             raise
         except BaseException:
@@ -433,6 +420,12 @@ class ChatCompletionStream:
         return self._accumulator.chunks
 
     @property
+    def response(self) -> httpx.Response | None:
+        """The HTTP response of the stream (status and headers: ``x-request-id``, the
+        ``x-ratelimit-*`` headers); ``None`` before it opened."""
+        return self._response
+
+    @property
     def done(self) -> bool:
         """Whether ``data: [DONE]`` has been read: the stream is whole.
 
@@ -461,16 +454,15 @@ class ChatCompletionStream:
         self._closed = True
         self._events = []  # chunks not yet asked for are not delivered after a close
         self._held = None
-        client = self._client
         if self._done:
-            client._counters.succeeded += 1
-            client._counters.add_usage(self._accumulator.usage)
+            if self._counted:
+                self._requester.counters.succeed(self._accumulator.usage)
             await self._drain()
         await self._drop_response()
         if self._holds_token:
             self._holds_token = False
-            client._counters.in_flight -= 1
-            client.limiter.release_on_behalf_of(self)
+            self._requester.counters.in_flight -= 1
+            self._requester.limiter.release_on_behalf_of(self)
 
     async def _drain(self) -> None:
         # After [DONE] the server ends the body; reading that end lets the connection be
@@ -499,41 +491,108 @@ class ChatCompletionStream:
         await self.aclose()
 
 
+def _stream_request(
+    requester: Requester,
+    body: Mapping[str, Any],
+    extra_headers: Mapping[str, str] | None,
+    extra_query: Mapping[str, Any] | None,
+    pacer: Pacer | None,
+) -> httpx.Request:
+    headers = {"Accept": "text/event-stream", **(extra_headers or {})}
+    return requester.build_request(
+        "chat/completions", body, extra_headers=headers, extra_query=extra_query, pacer=pacer
+    )
+
+
 async def open_stream(
-    client: Client,
+    requester: Requester,
     body: Mapping[str, Any],
     timeout: Timeout,
     retry: RetryPolicy,
     extra_headers: Mapping[str, str] | None = None,
-    pacer: Pacer | None = None,
+    extra_query: Mapping[str, Any] | None = None,
 ) -> ChatCompletionStream:
     """Send a streaming request and wait for its first chunk (retrying until then)."""
-    headers = {"Accept": "text/event-stream", **(extra_headers or {})}
-    request = client.build_request(body, headers, pacer)
-    stream = ChatCompletionStream(client, request, timeout)
-    await client.limiter.acquire_on_behalf_of(stream)
+    request = _stream_request(requester, body, extra_headers, extra_query, None)
+    stream = ChatCompletionStream(requester, request, timeout)
+    limiter = requester.limiter
+    await limiter.acquire_on_behalf_of(stream)
     try:
-        await client._call(request, stream._open_attempt, timeout, retry)
+        await requester.call(request, stream._open_attempt, timeout, retry)
     except BaseException:
         await stream._drop_response()
-        client.limiter.release_on_behalf_of(stream)
+        limiter.release_on_behalf_of(stream)
         raise
     stream._holds_token = True
-    client._counters.in_flight += 1
+    requester.counters.in_flight += 1
     return stream
+
+
+#: Errors raised by a stream after it opened that :func:`read_stream` retries although
+#: the policy alone would not: a malformed chunk or an error event is a failed attempt
+#: like any other when nobody has seen any part of the answer.
+_MID_STREAM_RETRYABLE = (APIStreamError, APIResponseValidationError)
+
+
+async def read_stream(
+    requester: Requester,
+    body: Mapping[str, Any],
+    timeout: Timeout,
+    retry: RetryPolicy,
+    pacer: Pacer | None = None,
+) -> tuple[ChatCompletion, ChatCompletionStream]:
+    """Read a whole stream, retrying it whole, and return the completion.
+
+    For a caller that wants the answer, not the chunks (the batch engine). Opening the
+    stream and reading it to ``[DONE]`` is **one** attempt of the requester's retry
+    loop, so the limiter, the 429 gate, the pacer, the retry budget and the caller's
+    deadline apply exactly as to a non-streamed request. Nobody has seen a partial
+    answer, so a stream cut, malformed or ended by an error event after it opened is
+    retried too; a stream that cannot open (a 4xx, a wrong content type) is not.
+
+    Returns:
+        The completion, and the (closed) stream of the attempt that succeeded, for its
+        timings (``first_chunk_at``, ``finished_at``).
+    """
+    request = _stream_request(requester, body, None, None, pacer)
+    opened = False
+
+    async def whole(sender: Sender, request: httpx.Request, timeout: Timeout) -> ChatCompletionStream:
+        nonlocal opened
+        opened = False
+        stream = ChatCompletionStream(requester, request, timeout, counted=False)
+        async with stream:
+            await stream._open_attempt(sender, request, timeout)
+            opened = True
+            async for chunk in stream:
+                if chunk.content:
+                    stream.content_chunks += 1
+        return stream
+
+    def retryable(error: Exception) -> bool:
+        return retry.is_retryable(error) or (opened and isinstance(error, _MID_STREAM_RETRYABLE))
+
+    await requester.acquire()
+    try:
+        stream = await requester.call(request, whole, timeout, retry, retryable)
+    finally:
+        requester.limiter.release()
+    completion = stream.current_completion()
+    requester.counters.succeed(completion.usage)
+    return completion, stream
 
 
 class StreamManager:
     """``async with client.chat.completions.stream(...) as stream:``: opens on enter,
     closes on exit, whatever happened in between."""
 
-    def __init__(self, client: Client, kwargs: dict[str, Any]) -> None:
-        self._client = client
+    def __init__(self, completions: Completions, kwargs: dict[str, Any]) -> None:
+        self._completions = completions
         self._kwargs = kwargs
         self._stream: ChatCompletionStream | None = None
 
     async def __aenter__(self) -> ChatCompletionStream:
-        self._stream = await self._client.chat.completions.create(stream=True, **self._kwargs)
+        self._stream = await self._completions.create(stream=True, **self._kwargs)
         return self._stream
 
     async def __aexit__(

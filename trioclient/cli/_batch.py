@@ -31,40 +31,42 @@ PREFLIGHT_TIMEOUT = 15.0
 async def preflight(client: Client) -> None:
     """Fail fast, with one line, if the endpoint is unreachable or refuses the key.
 
-    ``GET {base_url}/models`` is free on the OpenAI-compatible APIs and needs the key,
-    so it tells both things apart without spending a completion. Any answer other than
-    401/403 (a server without ``/models`` says 404) lets the batch go ahead.
+    ``client.models.list()`` (``GET {base_url}/models``) is free on the OpenAI-compatible
+    APIs and needs the key, so it tells both things apart without spending a completion.
+    It goes through the client itself (its transport or ``http_client``, its headers),
+    once, without retries. Any answer other than 401/403 (a server without ``/models``
+    says 404) lets the batch go ahead.
 
     Raises:
         CommandError: the endpoint cannot be reached, or refuses the key.
     """
-    import httpx
     import trio
 
-    from trioclient._transport import TrioTransport
+    from trioclient import APIConnectionError, APIError, APIStatusError, Timeout
 
-    url = client.base_url.join("models")
+    url = client.base_url
     where = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
-    transport = TrioTransport(connect_timeout=PREFLIGHT_TIMEOUT)
+    quick = client.with_options(
+        max_retries=0, timeout=Timeout(total=PREFLIGHT_TIMEOUT, connect=PREFLIGHT_TIMEOUT)
+    )
     try:
         with trio.move_on_after(PREFLIGHT_TIMEOUT) as scope:
-            async with httpx.AsyncClient(transport=transport) as http:
-                response = await http.get(url, headers=client._headers)
+            await quick.models.list()
         if scope.cancelled_caught:
             raise CommandError(f"cannot reach {where}: no answer within {PREFLIGHT_TIMEOUT:g} s")
-    except httpx.TransportError as exc:
-        detail = str(exc) or type(exc).__name__
+    except APIStatusError as exc:
+        if exc.status_code in (401, 403):
+            raise CommandError(
+                f"the server refused the API key ({exc.status_code}): check XAI_API_KEY "
+                f"(or OPENAI_API_KEY) for {where}; nothing was sent"
+            ) from None
+    except APIConnectionError as exc:
+        detail = str(exc.__cause__ or exc) or type(exc).__name__
         if "refused" in detail.lower():
             detail = "connection refused (is the server running, on that port?)"
         raise CommandError(f"cannot reach {where}: {detail}") from None
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await transport.aclose()
-    if response.status_code in (401, 403):
-        raise CommandError(
-            f"the server refused the API key ({response.status_code}): check XAI_API_KEY "
-            f"(or OPENAI_API_KEY) for {where}; nothing was sent"
-        )
+    except APIError:
+        pass  # an answer, if not a model list: the endpoint is there
 
 
 def _snapshot(runner: BatchFileRunner, latest: list[BatchProgress]) -> Snapshot:

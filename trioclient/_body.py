@@ -1,0 +1,75 @@
+"""Request bodies: checked and encoded once, before anything is sent.
+
+A leaf: it knows JSON and the shape of a chat-completion body, nothing of HTTP, the
+client or the jobs built on it. Both the client and the batch engine call it, so a body
+is checked by one set of rules whichever way it arrives.
+
+The checks are the ones no server would disagree with (a model name, a non-empty list of
+messages that each have a role); everything else passes through untouched, because
+providers add parameters faster than a client could list them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = ["build_body", "encode_body", "jsonable", "validate_messages"]
+
+
+def jsonable(value: Any) -> Any:
+    """``json.dumps``'s ``default``: what trioclient returned can be sent back.
+
+    A message from an answer (``completion.choices[0].message``, with its tool calls)
+    goes back into ``messages`` as it is: models offer ``to_dict()``, other attrs values
+    are turned into dicts.
+    """
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if attrs.has(type(value)):
+        return attrs.asdict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The body as compact UTF-8 JSON; a clear ``TypeError`` naming what cannot be sent."""
+    try:
+        return json.dumps(
+            body, ensure_ascii=False, separators=(",", ":"), default=jsonable
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"request body is not JSON-serializable: {exc}") from None
+
+
+def validate_messages(messages: object) -> None:
+    """Reject what no server would accept, before anything is sent."""
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
+        raise TypeError(f"messages must be a list of message dicts, got {type(messages).__name__}")
+    if not messages:
+        raise ValueError("messages is empty: a chat completion needs at least one message")
+    for i, message in enumerate(messages):
+        if isinstance(message, Mapping):
+            role = message.get("role")
+        elif hasattr(message, "to_dict") and hasattr(message, "role"):
+            role = message.role  # a message trioclient returned, sent back as it is
+        else:
+            raise TypeError(
+                f"messages[{i}] must be a dict like {{'role': 'user', 'content': '...'}}, "
+                f"got {type(message).__name__}"
+            )
+        if not isinstance(role, str) or not role:
+            raise ValueError(f"messages[{i}] has no 'role' (expected 'system', 'user', ...)")
+
+
+def build_body(model: object, messages: object, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body of a chat completion, checked: every other parameter passes through."""
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model must be a non-empty string, got {model!r}")
+    validate_messages(messages)
+    body = {"model": model, "messages": list(messages)}  # type: ignore[call-overload]
+    body.update(params)
+    return body

@@ -1,0 +1,328 @@
+"""The request path every call shares: one retry loop, one limiter, one 429 gate.
+
+:class:`Requester` is the small internal interface between the public face (the
+:class:`~trioclient.Client` and its namespaces) and the parts that make requests: the
+non-streaming path, streams, and the batch engine. None of them reaches into another's
+private attributes; each asks the requester.
+
+A client and its :meth:`~trioclient.Client.with_options` copies each have a requester
+of their own (their own base URL, headers, query, timeout and retry policy) around one
+shared :class:`Connection`: the transport, the limiter, the 429 gate and the counters.
+So the copies share connections and the concurrency budget, and one 429 pauses them all.
+
+A request's life, in order:
+
+1. the body is checked and encoded once (:mod:`trioclient._body`), before anything is
+   sent;
+2. a token from the limiter (``max_concurrent``), held for the whole request, its
+   retries and their waits included, so a retry never needs a new slot nor jumps the
+   queue;
+3. the 429 gate (:mod:`trioclient._gate`), and the request's pacer if a batch gave it
+   one;
+4. one attempt (:mod:`trioclient._attempt`) under its own deadlines;
+5. on a retryable error, a sleep as the :class:`~trioclient.RetryPolicy` says (a 429
+   closes the gate for everyone instead), unless the next attempt would start after the
+   caller's deadline: then the last error is raised at once.
+
+Nothing here starts a task: every request runs in the task that awaits it, so a
+caller's cancel scope around any call just works.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import httpx
+import trio
+
+from ._attempt import PACER_EXTENSION, Pacer, Sender, complete_once
+from ._body import encode_body
+from ._config import Timeout
+from ._exceptions import APIError, RateLimitError
+from ._gate import RateLimitGate
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._models import Usage
+
+__all__ = ["Connection", "Counters", "Requester"]
+
+T = TypeVar("T")
+
+#: An attempt: given the sender, the request and the timeout, one try at an answer.
+Attempt = Callable[[Sender, httpx.Request, Timeout], Awaitable[T]]
+
+
+class Counters:
+    """The live counters behind ``client.statistics()`` (a plain class: it is touched
+    on every request)."""
+
+    __slots__ = (
+        "completion_tokens",
+        "failed",
+        "in_flight",
+        "prompt_tokens",
+        "rate_limited",
+        "retries",
+        "sent",
+        "succeeded",
+        "total_tokens",
+    )
+
+    def __init__(self) -> None:
+        self.sent = self.succeeded = self.failed = self.in_flight = 0
+        self.retries = self.rate_limited = 0
+        self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
+
+    def succeed(self, usage: Usage | None) -> None:
+        """A request ended with an answer (its usage, if any, is added up)."""
+        self.succeeded += 1
+        if usage is not None:
+            self.prompt_tokens += usage.prompt_tokens
+            self.completion_tokens += usage.completion_tokens
+            self.total_tokens += usage.total_tokens
+
+
+class Connection:
+    """What a client and its ``with_options`` copies share: the sender (transport), the
+    limiter, the 429 gate, the counters, and whether it is open."""
+
+    __slots__ = ("counters", "gate", "limiter", "rng", "sender", "state")
+
+    def __init__(self, limiter: trio.CapacityLimiter) -> None:
+        self.limiter = limiter
+        self.gate = RateLimitGate()
+        self.counters = Counters()
+        self.rng = random.Random()
+        self.sender: Sender | None = None
+        self.state: Literal["new", "open", "closed"] = "new"
+
+    def check_open(self) -> Sender:
+        """The sender, or a clear error saying how to open (or why not to use) the client."""
+        sender = self.sender
+        if self.state == "open" and sender is not None:
+            return sender
+        if self.state == "new":
+            raise RuntimeError(
+                "this Client is not open: use it inside `async with trioclient.Client(...) "
+                "as client:`"
+            )
+        raise RuntimeError("this Client is closed: use it inside its `async with` block")
+
+
+class Requester:
+    """One client's way of making requests (see the module docstring).
+
+    Attributes:
+        base_url: The API root, ending in ``/``.
+        timeout: The default :class:`Timeout` of a call.
+        retry: The default :class:`RetryPolicy` of a call.
+        max_response_bytes: The largest body (or stream) accepted.
+        connection: The shared :class:`Connection`.
+    """
+
+    __slots__ = (
+        "_chat_url",
+        "_head",
+        "_timeout_extension",
+        "base_url",
+        "connection",
+        "default_query",
+        "max_response_bytes",
+        "retry",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        base_url: httpx.URL,
+        headers: httpx.Headers,
+        default_query: Mapping[str, Any] | None,
+        timeout: Timeout,
+        retry: RetryPolicy,
+        max_response_bytes: int,
+    ) -> None:
+        self.connection = connection
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry
+        self.max_response_bytes = max_response_bytes
+        self.default_query = dict(default_query or {})
+        self._chat_url = self.url("chat/completions")
+        self._head = httpx.Headers([(b"Host", self._chat_url.netloc), *headers.raw]).raw
+        # Our own transport has no pool to wait for; a caller's AsyncClient does, and its
+        # pool timeout must never kill a request the limiter already admitted.
+        self._timeout_extension = {
+            "connect": timeout.connect,
+            "read": None,
+            "write": None,
+            "pool": None,
+        }
+
+    @property
+    def counters(self) -> Counters:
+        return self.connection.counters
+
+    @property
+    def limiter(self) -> trio.CapacityLimiter:
+        return self.connection.limiter
+
+    def check_open(self) -> Sender:
+        return self.connection.check_open()
+
+    def url(self, path: str, extra_query: Mapping[str, Any] | None = None) -> httpx.URL:
+        """``base_url`` joined with ``path``, with the default and the extra query."""
+        url = self.base_url.join(path)
+        if self.default_query or extra_query:
+            url = url.copy_merge_params({**self.default_query, **(extra_query or {})})
+        return url
+
+    # -- building ---------------------------------------------------------------------
+
+    def build_request(
+        self,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        method: str = "POST",
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        pacer: Pacer | None = None,
+    ) -> httpx.Request:
+        """The HTTP request for ``path`` (relative to ``base_url``), its JSON body encoded
+        once and kept, so every retry sends the same bytes."""
+        if path == "chat/completions" and not extra_query:
+            url = self._chat_url  # the hot path: joined once per client
+        else:
+            url = self.url(path, extra_query)
+        head = self._head
+        if extra_headers:
+            merged = httpx.Headers(head)
+            merged.update(extra_headers)  # case-insensitive: a header given twice is replaced
+            head = merged.raw
+        extensions: dict[str, Any] = {"timeout": self._timeout_extension}
+        if pacer is not None:
+            extensions[PACER_EXTENSION] = pacer
+        # The `stream=` form takes the headers as given (httpx adds none), so the
+        # complete head is built here once, not re-derived per request; `read()` makes
+        # the body replayable (for retries and respx).
+        if body is None:
+            request = httpx.Request(method, url, headers=head, extensions=extensions)
+        else:
+            content = encode_body(body)
+            request = httpx.Request(
+                method,
+                url,
+                headers=[*head, (b"Content-Length", str(len(content)).encode())],
+                stream=httpx.ByteStream(content),
+                extensions=extensions,
+            )
+        request.read()
+        return request
+
+    # -- running ----------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        """Take a limiter token for the current task."""
+        limiter = self.connection.limiter
+        # A free token is taken without a trip through the scheduler (the send that
+        # follows is a schedule point anyway); only a full limiter makes us wait.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await limiter.acquire()
+
+    async def call(
+        self,
+        request: httpx.Request,
+        attempt: Attempt[T],
+        timeout: Timeout,
+        retry: RetryPolicy,
+        retryable: Callable[[Exception], bool] | None = None,
+    ) -> T:
+        """Run ``attempt`` until it succeeds, retrying as ``retry`` says: **the** retry
+        loop, for every kind of request.
+
+        The caller holds the limiter token. Only :class:`APIError` is retried (and only
+        what ``retryable``, by default ``retry.is_retryable``, accepts): anything else,
+        ``Cancelled`` and ``KeyboardInterrupt`` above all, goes straight up. A request
+        that ends in an error is counted as failed here; a success is the caller's to
+        count, since only it knows when the answer is whole.
+        """
+        connection = self.connection
+        sender = connection.check_open()
+        counters = connection.counters
+        gate = connection.gate
+        is_retryable = retry.is_retryable if retryable is None else retryable
+        retries = 0
+        pacer = request.extensions.get(PACER_EXTENSION)
+        while True:
+            if gate.interval or gate.reopens_at > trio.current_time():
+                await gate.wait_open()
+            if pacer is not None:
+                await pacer.before_attempt(request)
+            counters.sent += 1
+            counters.in_flight += 1
+            sent_at = trio.current_time()
+            try:
+                result = await attempt(sender, request, timeout)
+            except APIError as exc:
+                error = exc
+            else:
+                if gate.interval:
+                    gate.record_success()
+                return result
+            finally:
+                counters.in_flight -= 1
+            will_retry = is_retryable(error)
+            delay = retry.delay(retries, error, connection.rng) if will_retry else 0.0
+            if isinstance(error, RateLimitError):
+                counters.rate_limited += 1
+                if will_retry:
+                    # Even when this request gives up, the others must pause.
+                    gate.close_for(delay, sent_at)
+            if retries >= retry.max_retries or not will_retry:
+                counters.failed += 1
+                raise error
+            # The gate may hold the retry longer than its own wait (a pause, or a place
+            # in the paced line): the deadline check counts that too.
+            resume_at = max(trio.current_time() + delay, gate.earliest_pass())
+            if resume_at >= trio.current_effective_deadline():
+                counters.failed += 1
+                error.add_note(
+                    f"not retried: the next attempt would start after the caller's "
+                    f"deadline (wait {resume_at - trio.current_time():.3g} s)"
+                )
+                raise error
+            retries += 1
+            counters.retries += 1
+            await trio.sleep_until(resume_at)
+
+    async def request_json(
+        self,
+        request: httpx.Request,
+        parse: Callable[[httpx.Response, Any], T],
+        timeout: Timeout,
+        retry: RetryPolicy,
+        usage: Callable[[T], Usage | None] = lambda _: None,
+    ) -> T:
+        """A whole JSON request: a limiter token, :meth:`call` with
+        :func:`~trioclient._attempt.complete_once`, the answer counted."""
+        max_bytes = self.max_response_bytes
+
+        def attempt(sender: Sender, request: httpx.Request, timeout: Timeout) -> Awaitable[T]:
+            return complete_once(sender, request, timeout, max_bytes, parse)
+
+        limiter = self.connection.limiter
+        await self.acquire()
+        try:
+            result = await self.call(request, attempt, timeout, retry)
+        finally:
+            limiter.release()
+        self.connection.counters.succeed(usage(result))
+        return result

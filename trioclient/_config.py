@@ -61,16 +61,25 @@ class Timeout:
 
     @classmethod
     def coerce(cls, value: Timeout | float | None) -> Timeout:
-        """A :class:`Timeout` from a Timeout, a number (the ``total``) or ``None`` (no total)."""
+        """A :class:`Timeout` from a Timeout, a number or ``None``.
+
+        A number has the openai SDK's meaning (httpx's): it bounds **each wait** —
+        connecting, the first byte, every gap between bytes — and not the whole answer,
+        so ``timeout=1`` never cuts a stream that sends something every quarter second,
+        while a stream silent for more than a second fails with
+        :class:`~trioclient.APITimeoutError`. ``None`` means no deadline at all. For a
+        bound on the whole answer, say ``Timeout(total=...)``.
+        """
         if isinstance(value, Timeout):
             return value
         if value is None:
-            return cls(total=None)
+            return cls(total=None, connect=None, first_byte=None, idle=None)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(
                 f"timeout must be a Timeout, a number of seconds or None, got {value!r}"
             )
-        return cls(total=float(value))
+        seconds = float(value)
+        return cls(total=None, connect=seconds, first_byte=seconds, idle=seconds)
 
 
 def resolve_api_key(api_key: str | None) -> str:

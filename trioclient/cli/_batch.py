@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 max_concurrent=args.max_concurrent,
                 rpm=args.rpm,
                 tpm=args.tpm,
-                timeout=args.timeout,
+                timeout=None if args.timeout is None else trioclient.Timeout(total=args.timeout),
                 retry_failed=args.retry_failed,
                 on_progress=on_progress,
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import trioclient
+
 from ._errors import CommandError
 
 __all__ = ["PLACEHOLDER_KEY", "client_options", "environment_key"]
@@ -37,5 +39,7 @@ def client_options(base_url: str | None, timeout: float | None) -> dict[str, Any
         key = PLACEHOLDER_KEY
     options: dict[str, Any] = {"api_key": key, "base_url": base_url}
     if timeout is not None:
-        options["timeout"] = timeout
+        # --timeout bounds an attempt first byte to last (a bare number would bound
+        # each wait instead, as in the openai SDK).
+        options["timeout"] = trioclient.Timeout(total=timeout)
     return options

@@ -16,7 +16,11 @@ between network reads, ``Timeout.total`` for the whole stream.
 
 The stream owns its limiter token (taken with ``acquire_on_behalf_of``), so it may be
 consumed, or closed, from any task. Leaving it early (``break``, an exception, a cancel)
-closes the response and gives the token back at once: use ``async with``.
+closes the response and gives the token back at once: use ``async with``. A stream read
+to its end closes itself. A stream dropped unfinished and unclosed (the openai idiom
+``async for chunk in stream: break`` without ``async with``) gives its token and its
+connection back when it is garbage-collected, with a :class:`ResourceWarning`, as trio
+and httpx warn of what was not closed: late, but never leaked for good.
 
 :func:`read_stream` is the other way in, for callers that want the whole answer and no
 chunk (the batch engine): it opens and reads a stream to its end as one attempt of the
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -224,6 +229,10 @@ class ChatCompletionStream:
         self._done = False
         self._closed = False
         self._holds_token = False
+        # What the limiter lends the token to: not the stream itself, which the limiter
+        # would then keep alive, so that an abandoned stream can still be collected.
+        self._borrower = _Borrower()
+        self._trio_token: trio.lowlevel.TrioToken | None = None
         self._opened_at = 0.0
         self.first_chunk_at: float | None = None
         """``trio.current_time()`` when the first chunk arrived (time to first token)."""
@@ -462,7 +471,7 @@ class ChatCompletionStream:
         if self._holds_token:
             self._holds_token = False
             self._requester.counters.in_flight -= 1
-            self._requester.limiter.release_on_behalf_of(self)
+            self._requester.limiter.release_on_behalf_of(self._borrower)
 
     async def _drain(self) -> None:
         # After [DONE] the server ends the body; reading that end lets the connection be
@@ -490,6 +499,54 @@ class ChatCompletionStream:
     ) -> None:
         await self.aclose()
 
+    def __del__(self) -> None:
+        # Dropped unfinished and unclosed: give back the token and the connection from
+        # the trio thread (run_sync_soon is safe from any thread and from a finalizer),
+        # then warn. Nothing here may refer to `self` once it is queued.
+        if not self._holds_token or self._closed:
+            return
+        self._holds_token = False
+        self._closed = True
+        requester, borrower = self._requester, self._borrower
+        response, body = self._response, self._body
+        token = self._trio_token
+        if token is not None:
+            try:
+                token.run_sync_soon(_release_abandoned, requester, borrower, response, body)
+            except trio.RunFinishedError:
+                pass  # the run is over: its limiter and sockets went with it
+        warnings.warn(
+            f"a stream from {self._request.url} was dropped before it finished and was "
+            "never closed; its limiter token and connection were given back when it was "
+            "collected: use `async with` (or `await stream.aclose()`)",
+            ResourceWarning,
+            stacklevel=1,
+        )
+
+
+class _Borrower:
+    """The limiter's record of who holds a stream's token (see ``ChatCompletionStream``)."""
+
+    __slots__ = ()
+
+
+def _release_abandoned(requester: Requester, borrower: _Borrower, response: Any, body: Any) -> None:
+    """On the trio thread: the token back now, the connection closed in a system task."""
+    requester.counters.in_flight -= 1
+    requester.limiter.release_on_behalf_of(borrower)
+    if response is not None:
+        trio.lowlevel.spawn_system_task(_close_abandoned, response, body)
+
+
+async def _close_abandoned(response: httpx.Response, body: Any) -> None:
+    if body is not None and hasattr(body, "aclose"):
+        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            try:
+                await body.aclose()
+            except Exception:
+                pass
+    await close_response(response)
+
 
 def _stream_request(
     requester: Requester,
@@ -516,14 +573,15 @@ async def open_stream(
     request = _stream_request(requester, body, extra_headers, extra_query, None)
     stream = ChatCompletionStream(requester, request, timeout)
     limiter = requester.limiter
-    await limiter.acquire_on_behalf_of(stream)
+    await limiter.acquire_on_behalf_of(stream._borrower)
     try:
         await requester.call(request, stream._open_attempt, timeout, retry)
     except BaseException:
         await stream._drop_response()
-        limiter.release_on_behalf_of(stream)
+        limiter.release_on_behalf_of(stream._borrower)
         raise
     stream._holds_token = True
+    stream._trio_token = trio.lowlevel.current_trio_token()
     requester.counters.in_flight += 1
     return stream
 

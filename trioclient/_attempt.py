@@ -21,7 +21,7 @@ import http
 import json
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 import trio
@@ -37,6 +37,9 @@ from ._exceptions import (
     status_error_class,
 )
 
+if TYPE_CHECKING:
+    from ._models import ChatCompletion
+
 __all__ = [
     "PACER_EXTENSION",
     "Pacer",
@@ -45,6 +48,7 @@ __all__ = [
     "close_response",
     "complete_once",
     "open_stream_once",
+    "parse_chat_completion",
     "timeout_error",
     "error_detail",
     "parse_json",
@@ -398,3 +402,14 @@ async def open_stream_once(
         setting = "total" if deadline == total_at else "first_byte"
         raise timeout_error(request, setting, deadline - opened_at, stream=True)
     return total_at
+
+
+def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion:
+    """The JSON of a 2xx chat answer as a :class:`ChatCompletion`."""
+    from ._models import ChatCompletion  # loaded with the first answer, not on import
+
+    if type(data) is dict and "error" in data and "choices" not in data:
+        # Some servers and proxies report a failure inside a 200; say what it was.
+        detail = repr(error_detail(data) or data["error"])
+        raise APIResponseValidationError(f"invalid response: a 200 carrying an error: {detail}")
+    return ChatCompletion.from_dict(data)

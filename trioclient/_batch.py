@@ -60,9 +60,9 @@ import httpx
 import trio
 from trio_util import AsyncValue
 
+from ._attempt import parse_chat_completion
 from ._background import describe_leaves, open_background
 from ._body import build_body
-from ._client import parse_chat_completion
 from ._config import Timeout
 from ._exceptions import APIError
 from ._models import ChatCompletion, Usage

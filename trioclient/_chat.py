@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._models import ChatCompletion, ChatCompletionChunk, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from ._client import Client
     from ._stream import ChatCompletionStream
 
 __all__ = ["Chat", "Response", "assistant", "system", "tool_result", "user"]
@@ -147,13 +146,23 @@ class Response:
         return message
 
 
+class _Completions(Protocol):
+    """What a conversation needs of ``client.chat.completions``."""
+
+    async def create(self, *, model: str, messages: Any, **params: Any) -> Any: ...
+
+    def stream(
+        self, *, model: str, messages: Any, **params: Any
+    ) -> contextlib.AbstractAsyncContextManager[ChatCompletionStream]: ...
+
+
 class Chat:
     """A conversation: the model, its parameters and the messages appended so far."""
 
-    def __init__(self, client: Client, model: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, completions: _Completions, model: str, params: Mapping[str, Any]) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, got {model!r}")
-        self._client = client
+        self._completions = completions
         self.model = model
         self.params = dict(params)
         self.messages: list[Message] = []
@@ -177,7 +186,7 @@ class Chat:
 
     async def sample(self, **params: Any) -> Response:
         """Ask the model for one answer to the conversation so far (appends nothing)."""
-        completion = await self._client.chat.completions.create(
+        completion = await self._completions.create(
             model=self.model, messages=list(self.messages), **{**self.params, **params}
         )
         return Response(completion)
@@ -189,7 +198,7 @@ class Chat:
         ``response`` is the answer accumulated so far, ``chunk.content`` the new text.
         """
         merged = {**self.params, **params}
-        async with self._client.chat.completions.stream(
+        async with self._completions.stream(
             model=self.model, messages=list(self.messages), **merged
         ) as stream:
             yield _ResponseAndChunk(stream)

@@ -22,10 +22,9 @@ import attrs
 import httpx
 import trio
 
-from ._attempt import client_sender, error_detail, transport_sender
+from ._attempt import client_sender, parse_chat_completion, transport_sender
 from ._body import build_body
 from ._config import Timeout, resolve_api_key, resolve_base_url
-from ._exceptions import APIResponseValidationError
 from ._model_list import Models
 from ._requester import Connection, Requester
 from ._retry import RetryPolicy
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from ._batch import BatchResult, BatchResults
     from ._chat import Chat
     from ._models import ChatCompletion
-    from ._stream import ChatCompletionStream, StreamManager
+    from ._stream import ChatCompletionStream
 
 __all__ = ["Client", "ClientStatistics", "RawResponse"]
 
@@ -153,17 +152,6 @@ def _retry_policy(retry: RetryPolicy | None, max_retries: int | None, default: R
 def _check_mapping(name: str, value: object) -> None:
     if value is not None and not isinstance(value, Mapping):
         raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
-
-
-def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion:
-    """The JSON of a 2xx chat answer as a :class:`ChatCompletion`."""
-    from ._models import ChatCompletion  # loaded with the first answer, not on import
-
-    if type(data) is dict and "error" in data and "choices" not in data:
-        # Some servers and proxies report a failure inside a 200; say what it was.
-        detail = repr(error_detail(data) or data["error"])
-        raise APIResponseValidationError(f"invalid response: a 200 carrying an error: {detail}")
-    return ChatCompletion.from_dict(data)
 
 
 def _usage(completion: ChatCompletion) -> Any:
@@ -492,7 +480,7 @@ class ChatNamespace:
         """Start an xAI-SDK-style conversation: ``append`` messages, then ``sample()``."""
         from ._chat import Chat
 
-        return Chat(self._client, model, params)
+        return Chat(self.completions, model, params)
 
 
 class _CallOptions:
@@ -650,8 +638,6 @@ class Completions:
             async for chunk in stream:
                 ...
         """
-        from ._stream import StreamManager
-
         return StreamManager(self, {"model": model, "messages": messages, **params})
 
 
@@ -697,3 +683,26 @@ class _RawCompletions:
             return raw.parse().usage
 
         return await requester.request_json(request, parse, call.timeout, call.retry, usage)
+
+
+class StreamManager:
+    """``async with client.chat.completions.stream(...) as stream:``: opens on enter,
+    closes on exit, whatever happened in between."""
+
+    def __init__(self, completions: Completions, kwargs: dict[str, Any]) -> None:
+        self._completions = completions
+        self._kwargs = kwargs
+        self._stream: ChatCompletionStream | None = None
+
+    async def __aenter__(self) -> ChatCompletionStream:
+        self._stream = await self._completions.create(stream=True, **self._kwargs)
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()

@@ -55,10 +55,9 @@ from ._sse import _RawEvent
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
-    from ._client import Completions
     from ._requester import Requester
 
-__all__ = ["ChatCompletionStream", "ChunkAccumulator", "StreamManager", "open_stream", "read_stream"]
+__all__ = ["ChatCompletionStream", "ChunkAccumulator", "open_stream", "read_stream"]
 
 
 class _ChoiceParts:
@@ -638,26 +637,3 @@ async def read_stream(
     completion = stream.current_completion()
     requester.counters.succeed(completion.usage)
     return completion, stream
-
-
-class StreamManager:
-    """``async with client.chat.completions.stream(...) as stream:``: opens on enter,
-    closes on exit, whatever happened in between."""
-
-    def __init__(self, completions: Completions, kwargs: dict[str, Any]) -> None:
-        self._completions = completions
-        self._kwargs = kwargs
-        self._stream: ChatCompletionStream | None = None
-
-    async def __aenter__(self) -> ChatCompletionStream:
-        self._stream = await self._completions.create(stream=True, **self._kwargs)
-        return self._stream
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()

@@ -13,7 +13,7 @@ How it is built, and why:
   from the moment it pulls it until the caller has received its result. The window is
   ``max_concurrent`` plus a little slack (``ordered=False``) or plus the reorder window
   (``ordered=True``), so memory grows with concurrency, never with the job's length:
-  100,000 queued requests cost what 1,000 cost.
+  a long job costs no more memory than a short one at the same concurrency.
 * **A fixed crew of workers** (``max_concurrent`` tasks) takes items from a channel
   with no buffer, so an item leaves the producer only when a worker is free. No task
   per request is ever parked on a semaphore, unlike ``gather`` over everything.

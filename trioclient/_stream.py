@@ -316,7 +316,7 @@ class ChatCompletionStream:
         Chunks are built one at a time, as the caller asks for them, not all at once
         when a read brings hundreds: then each chunk's dicts and objects are freed
         before the next is built, instead of piling up and setting off the cyclic
-        garbage collector (15 % of a fast stream's CPU under perf, 4 % now). It also keeps
+        garbage collector (the benchmarks' README has the profile). It also keeps
         the order of things simple: a bad event is raised after every chunk before
         it was delivered, however TCP split the bytes.
         """

@@ -21,8 +21,7 @@ import trio
 import trio.testing
 
 import trioclient
-from trioclient import BadRequestError, RetryPolicy
-from trioclient._batch import BatchError, BatchProgress, BatchResult
+from trioclient import BadRequestError, BatchError, BatchProgress, BatchResult, RetryPolicy
 from trioclient.testing import format_duration, open_server
 
 URL = "http://127.0.0.1:9/v1"

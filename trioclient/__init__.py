@@ -46,14 +46,14 @@ from ._version import __version__ as __version__
 if TYPE_CHECKING:
     from . import sse as sse
     from . import testing as testing
-    from ._batch import BatchError as BatchError
-    from ._batch import BatchProgress as BatchProgress
-    from ._batch import BatchResult as BatchResult
     from ._batch import BatchResults as BatchResults
     from ._batch_file import BatchFileError as BatchFileError
     from ._batch_file import BatchFileRunner as BatchFileRunner
     from ._batch_file import BatchFileSummary as BatchFileSummary
     from ._batch_file import run_batch_file as run_batch_file
+    from ._batch_results import BatchError as BatchError
+    from ._batch_results import BatchProgress as BatchProgress
+    from ._batch_results import BatchResult as BatchResult
     from ._chat import Chat as Chat
     from ._chat import Response as Response
     from ._chat import assistant as assistant
@@ -96,9 +96,10 @@ _LAZY = {
         for name in ("Chat", "Response", "assistant", "system", "tool_result", "user")
     },
     **{
-        name: ("._batch", name)
-        for name in ("BatchError", "BatchProgress", "BatchResult", "BatchResults")
+        name: ("._batch_results", name)
+        for name in ("BatchError", "BatchProgress", "BatchResult")
     },
+    "BatchResults": ("._batch", "BatchResults"),
     **{
         name: ("._batch_file", name)
         for name in ("BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file")

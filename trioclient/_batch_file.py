@@ -64,7 +64,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._batch import BatchProgress, BatchResult
+from ._batch_results import BatchProgress, BatchResult
 from ._config import Timeout
 from ._exceptions import (
     APIConnectionError,

@@ -31,7 +31,8 @@ from ._retry import RetryPolicy
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._batch import BatchResult, BatchResults
+    from ._batch import BatchResults
+    from ._batch_results import BatchResult
     from ._chat import Chat
     from ._models import ChatCompletion
     from ._stream import ChatCompletionStream

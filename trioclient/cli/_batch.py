@@ -20,8 +20,8 @@ from ._progress import LiveProgress, Snapshot
 
 if TYPE_CHECKING:
     from trioclient import Client
-    from trioclient._batch import BatchProgress
     from trioclient._batch_file import BatchFileRunner, BatchFileSummary
+    from trioclient._batch_results import BatchProgress
 
 __all__ = ["run"]
 

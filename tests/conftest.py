@@ -15,21 +15,18 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fast_clock() -> trio.testing.MockClock:
-    """Virtual time running 20x faster than real time.
-
-    For tests on real loopback sockets that wait for seconds: an autojump clock would
-    leap ahead while bytes are in flight through the kernel, a fast clock does not.
-    """
-    return trio.testing.MockClock(rate=20)
-
-
-@pytest.fixture
 def thread_safe_autojump_clock() -> trio.testing.MockClock:
     """An autojump clock that waits 20 ms of real idleness before jumping.
 
+    Virtual time stands still while the CPU works, so a busy machine cannot turn slow
+    work into virtual seconds that fire a deadline; it leaps to the next deadline only
+    when nothing has happened for 20 ms of real time.
+
     For code that hands work to a thread (``trio.to_thread``): a threshold of 0 leaps
     ahead the moment trio waits for the thread, firing deadlines that real time would
-    never reach.
+    never reach. And for tests on real loopback sockets in the test's own trio loop: a
+    byte written on loopback is readable at once, and the threshold covers the rare
+    moment the kernel takes to deliver it. (A clock running at a fixed multiple of
+    real time is no substitute: under load it turns CPU work into virtual seconds.)
     """
     return trio.testing.MockClock(autojump_threshold=0.02)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -385,20 +384,25 @@ async def test_engine_failure_is_one_clear_error(autojump_clock: trio.testing.Mo
     assert isinstance(info.value.__cause__, BaseExceptionGroup)
 
 
-async def test_callers_cancel_scope_stops_promptly() -> None:
-    # Real clock: promptness is about real time.
+async def test_callers_cancel_scope_stops_promptly(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Autojump clock: time stands still while the CPU works, so "promptly" means no
+    # wait of any length between the cancel and the return (on the real clock a busy
+    # machine made the same code look slow).
     api = FakeAPI()
     prompts = [f"sleep=0.01 n={i}" for i in range(5)] + [f"sleep=60 n={i}" for i in range(20)]
     async with make_client(api) as client:
         got: list[BatchResult] = []
-        started = time.monotonic()
+        started = trio.current_time()
         with trio.fail_after(5):
             with trio.move_on_after(0.3) as scope:
                 async with client.batch([body(p) for p in prompts]) as results:
                     async for result in results:
                         got.append(result)
         assert scope.cancelled_caught
-        assert time.monotonic() - started < 1.0
+        assert trio.current_time() - started < 1.0
+        assert trio.current_time() - started == pytest.approx(0.3)
         assert sorted(r.index for r in got) == [0, 1, 2, 3, 4]
         assert client.statistics().in_flight == 0
 
@@ -508,6 +512,85 @@ async def test_a_broken_stream_is_retried(
     assert not failed.ok and failed.attempts == 2
     assert isinstance(failed.error, trioclient.APIError)
     assert failed.error.partial is not None
+
+
+@attrs.frozen
+class FixedBackoff(RetryPolicy):
+    """A RetryPolicy whose backoff is always ``wait`` seconds (no jitter), so a test
+    knows to the tick when a retry would start."""
+
+    wait: float = 0.0
+
+    def backoff(self, retry_number: int, rng: Any = None) -> float:
+        return self.wait
+
+
+# A stream answered after 0.25 s and cut after two chunks 0.5 s apart ("Hello "): the
+# cut is seen 0.75 s after the request (every figure a binary fraction, so sums of
+# them on the autojump clock are exact).
+CUT_ONCE = "sleep=0.25 cut_first=1"
+
+
+@pytest.mark.parametrize("fault", ["cut_first", "error_event_first"])
+async def test_a_broken_stream_is_not_retried_past_the_callers_deadline(
+    autojump_clock: trio.testing.MockClock, fault: str
+) -> None:
+    # The retry would start 0.75 + 5 s in; the caller gives the batch 3 s. The item
+    # fails at once with the stream's error, instead of sleeping into the deadline and
+    # taking the whole batch down with it.
+    api = FakeAPI()
+    prompt = f"sleep=0.25 {fault}=1"
+    async with make_client(api, retry=FixedBackoff(max_retries=3, wait=5.0)) as client:
+        got: list[BatchResult] = []
+        start = trio.current_time()
+        with trio.move_on_at(start + 3.0) as scope:
+            async with client.batch([body(prompt, stream=True)]) as results:
+                async for result in results:
+                    got.append(result)
+        ended = trio.current_time() - start
+    assert not scope.cancelled_caught, "the engine slept into the caller's deadline"
+    assert ended == 0.75  # failed when the cut was seen, without the useless wait
+    [failed] = got
+    assert not failed.ok and failed.attempts == 1
+    assert isinstance(failed.error, trioclient.APIError)
+    assert failed.error.partial is not None and failed.error.partial.content == "Hello "
+    assert any("deadline" in note for note in failed.error.__notes__)
+    assert api.attempts == {prompt: 1}
+
+
+async def test_a_broken_stream_is_retried_when_the_retry_fits_the_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The same stream and the same 5 s wait under a 30 s deadline: retried, and whole.
+    api = FakeAPI()
+    async with make_client(api, retry=FixedBackoff(max_retries=3, wait=5.0)) as client:
+        start = trio.current_time()
+        with trio.fail_after(30):
+            [result] = await client.run_batch([body(CUT_ONCE, stream=True)])
+        second_attempt_at = api.calls[1][0] - start
+    assert result.ok and result.attempts == 2
+    assert result.response is not None and result.response.content == f"Hello {CUT_ONCE}"
+    assert second_attempt_at == 0.75 + 5.0
+    assert api.attempts == {CUT_ONCE: 2}
+
+
+async def test_a_stream_retry_that_would_start_exactly_at_the_deadline_is_not_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Cut at 0.75 s, a 2.25 s wait: the retry would start at 3.0 s, exactly when the
+    # caller's scope ends. An attempt that starts at its deadline cannot do anything.
+    api = FakeAPI()
+    async with make_client(api, retry=FixedBackoff(max_retries=3, wait=2.25)) as client:
+        start = trio.current_time()
+        with trio.move_on_at(start + 3.0) as scope:
+            [result] = await client.run_batch([body(CUT_ONCE, stream=True)])
+        ended = trio.current_time() - start
+    assert not scope.cancelled_caught, "the engine slept until the caller's deadline"
+    assert ended == 0.75
+    assert not result.ok and result.attempts == 1
+    assert isinstance(result.error, trioclient.IncompleteStreamError)
+    assert any("deadline" in note for note in result.error.__notes__)
+    assert api.attempts == {CUT_ONCE: 1}
 
 
 # --- progress -------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 respx never exercises a connection pool, so what only real sockets show is tested here:
 hundreds of requests in flight on trioclient's own transport, a caller's
 ``httpx.AsyncClient`` whose pool is smaller than the limiter, connection reuse, and the
-limiter holding as the server counts it. Waits of seconds run on ``fast_clock``
-(virtual time at 20x real time; the server sleeps on the same clock).
+limiter holding as the server counts it. Waits of seconds run on
+``thread_safe_autojump_clock``: virtual time stands still while the CPU works and leaps
+to the next deadline only after 20 ms of real idleness (the server sleeps on the same
+clock). So a busy machine cannot turn slow work into virtual seconds that fire a
+deadline, and a wait of seconds costs no real time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ MESSAGES = [{"role": "user", "content": "What is Python?"}]
 
 
 async def test_hundreds_in_flight_on_the_default_transport(
-    fast_clock: trio.testing.MockClock,
+    thread_safe_autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_server(ttft=6.0) as server:  # longer than httpcore's 5 s pool timeout
         async with trioclient.Client(
@@ -48,7 +51,7 @@ async def test_hundreds_in_flight_on_the_default_transport(
 
 
 async def test_a_callers_small_pool_never_times_out_an_admitted_request(
-    fast_clock: trio.testing.MockClock,
+    thread_safe_autojump_clock: trio.testing.MockClock,
 ) -> None:
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
     async with open_server(ttft=8.0) as server:
@@ -82,7 +85,7 @@ async def test_a_callers_small_pool_never_times_out_an_admitted_request(
 
 
 async def test_streams_and_plain_requests_share_connections(
-    fast_clock: trio.testing.MockClock,
+    thread_safe_autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_server(tps=50.0) as server:
         async with trioclient.Client(

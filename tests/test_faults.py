@@ -19,8 +19,13 @@ What the embedded server cannot do (connection refused, silence after connect, a
 response cut at a chosen byte, one byte per read, a 307, a captive portal's page)
 comes from the fault proxy in ``_faultproxy.py``.
 
-Real clock throughout, with short stalls and matching short deadlines: the whole file
-runs in a few seconds.
+Tests that time something (the matrix, whose stall rows race a deadline against a
+stall; the silent peer; the 429 waits) run on ``thread_safe_autojump_clock``: virtual
+time stands still while the CPU works and leaps to the next deadline only when every
+task has waited 20 ms of real time with nothing to do. On loopback a byte written is
+readable at once, so a leap never happens while an answer is on its way, and a busy
+machine cannot make a normal answer late. The rest run on the real clock with short
+waits: the whole file runs in seconds.
 """
 
 from __future__ import annotations
@@ -77,9 +82,9 @@ PARAMS = FaultParams(
 RETRY = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.02)
 MAX_BYTES = 100_000
 NORMAL = Timeout(total=5)
-# Stall rows: deadlines well under the server's 1 s stall, yet long enough that the
-# retry after a stall (a normal answer) meets them on a busy CI machine: at 0.1 s it
-# sometimes did not, and the row counted a third attempt.
+# Stall rows: deadlines well under the server's 1 s stall. On the real clock a busy
+# machine sometimes made the retry's normal answer miss even a 0.5 s deadline (the row
+# counted a third attempt); on the autojump clock a normal answer takes no virtual time.
 STALL = Timeout(total=5, first_byte=0.5, idle=0.5)
 # For a peer that never answers at all: nothing has to arrive in time.
 QUICK = Timeout(total=5, first_byte=0.1, idle=0.1)
@@ -227,7 +232,9 @@ def delta(after: Counts, before: Counts) -> Counts:
 
 @pytest.mark.parametrize("plan", ["once", "always"])
 @pytest.mark.parametrize("case", MATRIX)
-async def test_fault(case: Row, plan: str) -> None:
+async def test_fault(
+    thread_safe_autojump_clock: trio.testing.MockClock, case: Row, plan: str
+) -> None:
     with trio.fail_after(LIMIT):
         async with open_server(fault_params=PARAMS) as server:
             tasks_before = count_tasks()
@@ -306,7 +313,9 @@ async def test_connection_refused_is_retried_then_names_the_endpoint(stream: boo
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-async def test_a_silent_peer_after_connect_is_a_first_byte_timeout(stream: bool) -> None:
+async def test_a_silent_peer_after_connect_is_a_first_byte_timeout(
+    thread_safe_autojump_clock: trio.testing.MockClock, stream: bool
+) -> None:
     with trio.fail_after(LIMIT):
         async with open_server() as server, open_fault_proxy(server.port, Blackhole()) as proxy:
             async with client_for(proxy.base_url, QUICK) as client:
@@ -430,13 +439,14 @@ def too_many(headers: list[tuple[str, str]], code: str = "rate_limit_exceeded") 
     ids=["retry-after-ms", "retry-after", "both", "neither"],
 )
 async def test_429_waits_as_the_server_says_then_succeeds(
-    fast_clock: trio.testing.MockClock,
+    thread_safe_autojump_clock: trio.testing.MockClock,
     stream: bool,
     headers: list[tuple[str, str]],
     low: float,
     high: float,
 ) -> None:
-    # fast_clock: virtual seconds pass 20x faster, for the proxy's sleeps and ours alike.
+    # On fast_clock (virtual time at 20x real time) a loaded machine turned the work
+    # around the wait into virtual seconds past `high`; autojump time stands still then.
     retry = RetryPolicy(max_retries=2, base_delay=0.4)
     with trio.fail_after(60):
         async with open_server() as server, open_fault_proxy(server.port) as proxy:

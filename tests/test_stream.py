@@ -276,6 +276,57 @@ async def test_a_server_error_before_any_chunk_is_raised_after_retries(
 
 
 @pytest.mark.parametrize(
+    "asked",
+    [{"retry-after": "3600"}, {"retry-after-ms": "3600000"}],
+    ids=["retry-after", "retry-after-ms"],
+)
+async def test_a_streams_retry_waits_no_longer_than_max_retry_after(
+    autojump_clock: trio.testing.MockClock, asked: dict[str, str]
+) -> None:
+    # The server asks for an hour; the policy honours at most 2.5 s of it.
+    server = Server(
+        lambda: httpx.Response(429, json={"error": {"message": "slow down"}}, headers=asked),
+        HAPPY,
+    )
+    retry = RetryPolicy(max_retries=1, max_retry_after=2.5)
+    async with client_for(server, retry=retry) as client:
+        with trio.fail_after(100):
+            start = trio.current_time()
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                final = await stream.get_final_completion()
+            waited = trio.current_time() - start
+        stats = client.statistics()
+    assert waited == pytest.approx(2.5, abs=1e-9)
+    assert final.content == "Hello, world"
+    assert len(server.requests) == 2 and (stats.rate_limited, stats.retries) == (1, 1)
+
+
+async def test_a_stream_retry_that_would_start_exactly_at_the_deadline_is_not_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Retry-After 10 s under a 10 s scope: the retry would begin as the scope ends.
+    server = Server(
+        lambda: httpx.Response(
+            503, json={"error": {"message": "busy"}}, headers={"retry-after": "10"}
+        ),
+        HAPPY,
+    )
+    async with client_for(server) as client:
+        start = trio.current_time()
+        with (
+            trio.move_on_after(10) as scope,
+            pytest.raises(trioclient.InternalServerError) as caught,
+        ):
+            async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+                await stream.get_final_completion()
+        assert trio.current_time() == start  # failed at once, without the useless wait
+        assert not scope.cancelled_caught
+        assert client.limiter.borrowed_tokens == 0
+    assert len(server.requests) == 1
+    assert any("deadline" in note for note in caught.value.__notes__)
+
+
+@pytest.mark.parametrize(
     ("script", "timeout", "match"),
     [
         ([30.0, *HAPPY], Timeout(first_byte=10), "first_byte"),

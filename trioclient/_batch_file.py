@@ -1,5 +1,8 @@
 """The durable JSONL runner: a Batch API file in, a Batch API results file out, resumable.
 
+What a line means (parsing requests, building result records) is
+:mod:`trioclient._batch_format`; this module reads, writes, resumes and stops.
+
 ::
 
     summary = await run_batch_file(client, "requests.jsonl", "results.jsonl", rpm=1_200)
@@ -53,36 +56,35 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-import secrets
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from ._batch import BatchProgress, BatchResult
-from ._config import Timeout
-from ._exceptions import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APIStatusError,
-    APIStreamError,
-    APITimeoutError,
-    ResponseTooLargeError,
+from ._batch import BatchProgress
+from ._batch_format import (
+    BLOCK,
+    BadLine,
+    bad_line_record,
+    classify_record,
+    decode,
+    encode_record,
+    parse_line,
+    plain_id,
+    result_record,
+    scan,
 )
+from ._config import Timeout
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import Client
 
 __all__ = ["BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file"]
-
-SUPPORTED_URLS = frozenset({"/v1/chat/completions", "/chat/completions"})
-_BLOCK = 1 << 20  # bytes of input read per worker-thread call
 
 InputArg = str | os.PathLike[str] | IO[str] | IO[bytes]
 
@@ -117,110 +119,6 @@ class BatchFileSummary:
     interrupted: bool = False
 
 
-@attrs.frozen
-class _BadLine:
-    line: int
-    custom_id: str | None
-    code: str
-    message: str
-
-
-@attrs.define
-class _Scan:
-    """What the first pass over the input learned (ids and bad lines, not bodies)."""
-
-    plain: bool = False
-    total: int = 0
-    ids: dict[str, int] = attrs.field(factory=dict)  # custom_id -> line number
-    bad: list[_BadLine] = attrs.field(factory=list)
-    duplicates: dict[str, list[int]] = attrs.field(factory=dict)
-
-
-def _decode(raw: bytes | str) -> str:
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
-    return raw
-
-
-def _parse_line(text: str, number: int) -> tuple[str, dict[str, Any]] | _BadLine:
-    """One JSONL request line -> ``(custom_id, body)``, or why it cannot be sent."""
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        return _BadLine(number, None, "invalid_json", f"line {number}: not valid JSON ({exc})")
-    if not isinstance(obj, dict):
-        return _BadLine(number, None, "invalid_request", f"line {number}: expected a JSON object")
-    custom_id = obj.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id:
-        return _BadLine(
-            number,
-            None,
-            "missing_custom_id",
-            f"line {number}: no custom_id (every request needs a unique string custom_id)",
-        )
-    method = obj.get("method", "POST")
-    if not isinstance(method, str) or method.upper() != "POST":
-        return _BadLine(
-            number,
-            custom_id,
-            "unsupported_method",
-            f"line {number}: method {method!r} is not supported: only POST",
-        )
-    url = obj.get("url", "/v1/chat/completions")
-    if url not in SUPPORTED_URLS:
-        return _BadLine(
-            number,
-            custom_id,
-            "unsupported_url",
-            f"line {number}: url {url!r} is not supported: only /v1/chat/completions "
-            "(or /chat/completions)",
-        )
-    body = obj.get("body")
-    if not isinstance(body, dict):
-        return _BadLine(
-            number, custom_id, "invalid_body", f"line {number}: 'body' must be a JSON object"
-        )
-    return custom_id, body
-
-
-def _lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
-    number = 0
-    while True:
-        block = stream.readlines(_BLOCK)
-        if not block:
-            return
-        for raw in block:
-            number += 1
-            yield number, _decode(raw).rstrip("\r\n")
-
-
-def _scan(stream: IO[Any], plain: bool | None) -> _Scan:
-    """Pass one (in a worker thread): ids, duplicates and bad lines."""
-    scan = _Scan()
-    for number, text in _lines(stream):
-        if not text.strip():
-            continue
-        if plain is None:
-            plain = not text.lstrip().startswith("{")
-        scan.total += 1
-        if plain:
-            scan.ids[f"line-{number}"] = number
-            continue
-        parsed = _parse_line(text, number)
-        if isinstance(parsed, _BadLine):
-            scan.bad.append(parsed)
-            if parsed.custom_id is None:
-                continue
-            custom_id = parsed.custom_id
-        else:
-            custom_id = parsed[0]
-        first = scan.ids.setdefault(custom_id, number)
-        if first != number:
-            scan.duplicates.setdefault(custom_id, [first]).append(number)
-    scan.plain = bool(plain)
-    return scan
-
-
 @attrs.define
 class _Existing:
     """What an earlier run left in the output."""
@@ -248,26 +146,19 @@ def _repair_and_read(path: str, retry_failed: bool) -> _Existing:
     kept: list[bytes] = []
     dropped = False
     for raw in data.splitlines(keepends=True):
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            kept.append(raw)  # not ours to judge; leave it
-            continue
-        if not isinstance(record, dict):
-            kept.append(raw)
-            continue
-        custom_id = record.get("custom_id")
-        error = record.get("error")
-        if isinstance(error, dict) and isinstance(error.get("line"), int) and custom_id is None:
-            existing.bad_lines.add(error["line"])
-        elif isinstance(custom_id, str):
-            if error is None:
-                existing.succeeded.add(custom_id)
+        record = classify_record(raw)
+        if record is None:
+            pass  # not ours to judge; leave it
+        elif record.bad_line is not None:
+            existing.bad_lines.add(record.bad_line)
+        elif record.custom_id is not None:
+            if record.ok:
+                existing.succeeded.add(record.custom_id)
             elif retry_failed:
                 dropped = True
                 continue
             else:
-                existing.failed.add(custom_id)
+                existing.failed.add(record.custom_id)
         kept.append(raw)
     if dropped:
         directory = os.path.dirname(os.path.abspath(path))
@@ -287,69 +178,6 @@ def _repair_and_read(path: str, retry_failed: bool) -> _Existing:
     return existing
 
 
-def _error_code(error: Exception) -> str:
-    if isinstance(error, APIStatusError):
-        return error.code or f"http_{error.status_code}"
-    if isinstance(error, APITimeoutError):
-        return "timeout"
-    if isinstance(error, APIConnectionError):
-        return "connection_error"
-    if isinstance(error, APIStreamError):
-        return "stream_error"
-    if isinstance(error, APIResponseValidationError):
-        return "invalid_response"
-    if isinstance(error, ResponseTooLargeError):
-        return "response_too_large"
-    if isinstance(error, TypeError | ValueError):
-        return "invalid_request"
-    return "error"
-
-
-def _record_id() -> str:
-    return "batch_req_" + secrets.token_hex(12)
-
-
-def result_record(result: BatchResult) -> dict[str, Any]:
-    """A batch result in the Batch API's output format."""
-    if result.response is not None and result.error is None:
-        return {
-            "id": _record_id(),
-            "custom_id": result.custom_id,
-            "response": {
-                "status_code": result.status_code or 200,
-                "request_id": result.request_id,
-                "body": result.response.to_dict(),
-            },
-            "error": None,
-        }
-    error = result.error
-    response = None
-    if isinstance(error, APIStatusError):
-        response = {
-            "status_code": error.status_code,
-            "request_id": error.request_id,
-            "body": error.body,
-        }
-    return {
-        "id": _record_id(),
-        "custom_id": result.custom_id,
-        "response": response,
-        "error": {
-            "code": "error" if error is None else _error_code(error),
-            "message": str(error),
-        },
-    }
-
-
-def _bad_line_record(bad: _BadLine) -> dict[str, Any]:
-    return {
-        "id": _record_id(),
-        "custom_id": bad.custom_id,
-        "response": None,
-        "error": {"code": bad.code, "message": bad.message, "line": bad.line},
-    }
-
-
 class _Sink:
     """Where records go: one ``os.write`` per line to an ``O_APPEND`` file, or a stream."""
 
@@ -360,16 +188,15 @@ class _Sink:
         self._text = stream is not None and isinstance(stream, io.TextIOBase)
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = encode_record(record)
         try:
             if self._fd is not None:
-                data = line.encode()
                 written = os.write(self._fd, data)
                 while written < len(data):  # a short write: finish the line
                     written += os.write(self._fd, data[written:])
             else:
                 assert self._stream is not None
-                self._stream.write(line if self._text else line.encode())
+                self._stream.write(data.decode() if self._text else data)
                 self._stream.flush()
         except OSError as exc:
             raise BatchFileError(
@@ -490,7 +317,7 @@ class BatchFileRunner:
         spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=16 << 20)
 
         def copy() -> None:
-            while block := stream.read(_BLOCK):
+            while block := stream.read(BLOCK):
                 spool.write(block if isinstance(block, bytes) else block.encode())
             spool.seek(0)
 
@@ -499,40 +326,40 @@ class BatchFileRunner:
 
     async def _run(self, source: IO[Any]) -> BatchFileSummary:
         start = source.tell()
-        scan = await trio.to_thread.run_sync(_scan, source, None)
-        if scan.duplicates:
+        found = await trio.to_thread.run_sync(scan, source, None)
+        if found.duplicates:
             shown = "; ".join(
                 f"{cid!r} on lines {', '.join(map(str, lines))}"
-                for cid, lines in list(scan.duplicates.items())[:10]
+                for cid, lines in list(found.duplicates.items())[:10]
             )
-            more = len(scan.duplicates) - 10
+            more = len(found.duplicates) - 10
             raise BatchFileError(
                 f"duplicate custom_id values in {_name_of(self._input)}: {shown}"
                 + (f" (and {more} more)" if more > 0 else "")
                 + "; nothing was sent: each custom_id must be unique"
             )
-        if scan.plain and self._model is None:
+        if found.plain and self._model is None:
             raise BatchFileError(
                 f"{_name_of(self._input)} is plain text (one prompt a line): pass model=... "
                 "(--model) to say which model answers it"
             )
-        self._total = scan.total
-        self._input_errors = len(scan.bad)
+        self._total = found.total
+        self._input_errors = len(found.bad)
         sink, existing = await self._open_output()
         try:
             done = existing.succeeded | existing.failed
-            self._skipped = sum(1 for cid in scan.ids if cid in done)
-            for bad in scan.bad:
+            self._skipped = sum(1 for cid in found.ids if cid in done)
+            for bad in found.bad:
                 if bad.custom_id in done:
                     continue  # counted above
                 if bad.line in existing.bad_lines:
                     self._skipped += 1
                     continue
-                sink.write(_bad_line_record(bad))
+                sink.write(bad_line_record(bad))
                 self._failed += 1
-            bad_lines = {bad.line for bad in scan.bad}
+            bad_lines = {bad.line for bad in found.bad}
             await trio.to_thread.run_sync(source.seek, start)
-            requests = self._requests(source, scan.plain, bad_lines, done)
+            requests = self._requests(source, found.plain, bad_lines, done)
             await self._consume(requests, sink)
         finally:
             sink.close()
@@ -559,16 +386,16 @@ class BatchFileRunner:
         model = self._model
         number = 0
         while True:
-            block = await trio.to_thread.run_sync(source.readlines, _BLOCK)
+            block = await trio.to_thread.run_sync(source.readlines, BLOCK)
             if not block:
                 return
             for raw in block:
                 number += 1
-                text = _decode(raw).rstrip("\r\n")
+                text = decode(raw).rstrip("\r\n")
                 if not text.strip() or number in bad_lines:
                     continue
                 if plain:
-                    custom_id = f"line-{number}"
+                    custom_id = plain_id(number)
                     if custom_id in done:
                         continue
                     assert model is not None
@@ -577,8 +404,8 @@ class BatchFileRunner:
                         {"model": model, "messages": [{"role": "user", "content": text}]},
                     )
                     continue
-                parsed = _parse_line(text, number)
-                assert not isinstance(parsed, _BadLine)  # the scan saw this line
+                parsed = parse_line(text, number)
+                assert not isinstance(parsed, BadLine)  # the scan saw this line
                 custom_id, body = parsed
                 if custom_id in done:
                     continue

@@ -40,7 +40,15 @@ it cuts a torn last line back to the last newline, skips every ``custom_id`` alr
 answered, and sends only the rest, so each ``custom_id`` appears exactly once. Failed
 ones are skipped too, unless ``retry_failed=True``: then the output is first rewritten
 without their lines (a temporary file, fsynced, then ``os.replace``: atomic, so a crash
-leaves either the old file or the new one), and they are sent again.
+leaves either the old file or the new one), and they are sent again. The output is
+read line by line (the rewrite streams too), so a resume holds the answered ids, never
+the records.
+
+**One run per output.** A run takes a lock on ``OUTPUT.lock`` (``flock``, non-blocking)
+before it reads or writes the output; a second run on the same output while the first
+runs stops at once with :class:`BatchFileError` naming the holder's pid, instead of
+sending every remaining request a second time. The kernel drops the lock with the
+process, so a ``kill -9`` leaves nothing stale; the lock file stays.
 
 **Stopping.** A Ctrl-C (``KeyboardInterrupt``) or a cancel stops at once; every finished
 result is already on disk, and :meth:`BatchFileRunner.summary` says how many remain. A
@@ -121,69 +129,135 @@ class BatchFileSummary:
 
 @attrs.define
 class _Existing:
-    """What an earlier run left in the output."""
+    """What an earlier run left in the output: ids and line numbers, never records."""
 
     succeeded: set[str] = attrs.field(factory=set)
     failed: set[str] = attrs.field(factory=set)
     bad_lines: set[int] = attrs.field(factory=set)
 
 
-def _repair_and_read(path: str, retry_failed: bool) -> _Existing:
-    """Cut a torn last line, read what is answered, and (``retry_failed``) rewrite the
-    file without the failed records, atomically."""
+_TAIL_STEP = 1 << 16  # bytes read per step while looking back for the last newline
+
+
+def _cut_torn_tail(f: IO[bytes]) -> None:
+    """Truncate a file (open ``r+b``) after its last newline: a line cut by a crash
+    mid-write is dropped, and its request is simply sent again."""
+    size = f.seek(0, os.SEEK_END)
+    position, end = size, 0
+    while position > 0:
+        step = min(_TAIL_STEP, position)
+        position -= step
+        f.seek(position)
+        newline = f.read(step).rfind(b"\n")
+        if newline >= 0:
+            end = position + newline + 1
+            break
+    if end != size:
+        f.truncate(end)
+
+
+def _read_existing(path: str, retry_failed: bool) -> _Existing:
+    """Cut a torn last line, then read what is answered, one line at a time, keeping
+    only ids; with ``retry_failed``, rewrite the file without the failed records
+    (streamed to a temporary file, fsynced, then ``os.replace``: atomic)."""
     existing = _Existing()
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "r+b")
     except FileNotFoundError:
         return existing
-    end = data.rfind(b"\n") + 1
-    if end != len(data):
-        # A line cut by a crash mid-write: its request is simply sent again.
-        with open(path, "r+b") as f:
-            f.truncate(end)
-        data = data[:end]
-    kept: list[bytes] = []
-    dropped = False
-    for raw in data.splitlines(keepends=True):
-        record = classify_record(raw)
-        if record is None:
-            pass  # not ours to judge; leave it
-        elif record.bad_line is not None:
-            existing.bad_lines.add(record.bad_line)
-        elif record.custom_id is not None:
-            if record.ok:
-                existing.succeeded.add(record.custom_id)
-            elif retry_failed:
-                dropped = True
-                continue
-            else:
-                existing.failed.add(record.custom_id)
-        kept.append(raw)
-    if dropped:
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, temp = tempfile.mkstemp(prefix=".trioclient-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.writelines(kept)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            raise
+    with f:
+        _cut_torn_tail(f)
+        f.seek(0)
+        for raw in f:
+            record = classify_record(raw)
+            if record is None:
+                continue  # not ours to judge; it stays
+            if record.bad_line is not None:
+                existing.bad_lines.add(record.bad_line)
+            elif record.custom_id is not None:
+                if record.ok:
+                    existing.succeeded.add(record.custom_id)
+                else:
+                    existing.failed.add(record.custom_id)
+        if retry_failed and existing.failed:
+            f.seek(0)
+            _rewrite_without(path, f, existing.failed)
+            existing.failed = set()
     return existing
+
+
+def _rewrite_without(path: str, source: IO[bytes], failed: set[str]) -> None:
+    """Replace ``path`` by a copy of ``source`` without the failed records of ``failed``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".trioclient-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as copy:
+            for raw in source:
+                record = classify_record(raw)
+                if record is not None and not record.ok and record.custom_id in failed:
+                    continue
+                copy.write(raw)
+            copy.flush()
+            os.fsync(copy.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def lock_path(output: str) -> str:
+    """The lock file beside ``output`` that a running run holds."""
+    return output + ".lock"
+
+
+def _lock(output: str) -> int:
+    """Take the output's lock (non-blocking ``flock``) or raise :class:`BatchFileError`.
+
+    The kernel drops an flock with the process that held it, so a run killed by
+    ``kill -9`` leaves no stale lock behind; the lock file itself stays (removing it
+    would race with a run opening it) and holds the pid of the last run, for the message.
+    """
+    path = lock_path(output)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    if sys.platform == "win32":  # pragma: no cover - no flock there; runs are not locked
+        return fd
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise BatchFileError(
+            f"another run is writing to {output}{who}: it holds {path}. Two runs on one "
+            "output would send requests twice; wait for it to end (or stop it), then run "
+            "again to resume"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class _Sink:
     """Where records go: one ``os.write`` per line to an ``O_APPEND`` file, or a stream."""
 
-    def __init__(self, name: str, fd: int | None = None, stream: IO[Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fd: int | None = None,
+        stream: IO[Any] | None = None,
+        lock_fd: int | None = None,
+    ) -> None:
         self.name = name
         self._fd = fd
+        self._lock_fd = lock_fd
         self._stream = stream
         self._text = stream is not None and isinstance(stream, io.TextIOBase)
 
@@ -212,6 +286,9 @@ class _Sink:
             except OSError:
                 pass
             os.close(fd)
+        if self._lock_fd is not None:
+            lock_fd, self._lock_fd = self._lock_fd, None
+            os.close(lock_fd)  # releases the flock
 
 
 class BatchFileRunner:
@@ -371,11 +448,20 @@ class BatchFileRunner:
         if isinstance(spec, str | os.PathLike) and os.fspath(spec) != "-":
             path = os.fspath(spec)
             try:
-                existing = await trio.to_thread.run_sync(_repair_and_read, path, self._retry_failed)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                lock_fd = _lock(path)
             except OSError as exc:
-                raise BatchFileError(f"cannot open output {path!r}: {exc.strerror}") from exc
-            return _Sink(path, fd=fd), existing
+                raise BatchFileError(
+                    f"cannot lock output {path!r} ({lock_path(path)}): {exc.strerror}"
+                ) from exc
+            try:
+                existing = await trio.to_thread.run_sync(_read_existing, path, self._retry_failed)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except BaseException as exc:
+                os.close(lock_fd)
+                if isinstance(exc, OSError):
+                    raise BatchFileError(f"cannot open output {path!r}: {exc.strerror}") from exc
+                raise
+            return _Sink(path, fd=fd, lock_fd=lock_fd), existing
         stream: IO[Any] = sys.stdout if isinstance(spec, str | os.PathLike) else spec
         return _Sink(_name_of(spec), stream=stream), _Existing()
 

@@ -538,3 +538,66 @@ async def test_resume_from_a_large_output_sends_only_what_is_missing(tmp_path: P
     assert sorted(api.prompts) == sorted(f"p-{cid}" for cid in set(ids[1_400:]) | failed)
     final = by_id(out)
     assert sorted(final) == ids and all(r["error"] is None for r in final.values())
+
+
+# --- writes off the trio thread ------------------------------------------------------------
+
+
+async def test_a_stalled_reader_on_an_output_pipe_does_not_fire_request_deadlines(
+    tmp_path: Path,
+) -> None:
+    """The reader of the output pipe stops reading for three times the request deadline.
+
+    Real time on purpose: with the writes on the trio thread, the loop itself would be
+    stuck in ``os.write`` and a test clock would stand still with it, so only the real
+    clock shows the deadlines firing. The margins are wide (50 ms answers against a 1 s
+    deadline) so a busy machine cannot make a request late on its own.
+    """
+    import fcntl
+    import threading
+    import time
+
+    stall = 3.0
+    n = 60
+    source = write_input(
+        tmp_path / "in.jsonl", [line(f"q{i}", f"p{i} sleep=0.05") for i in range(n)]
+    )
+    read_fd, write_fd = os.pipe()
+    # The smallest pipe buffer the kernel allows (one page): a few lines fill it.
+    fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+    received = bytearray()
+    first_read_at: list[float] = []
+
+    def stalled_reader() -> None:
+        time.sleep(stall)
+        first_read_at.append(time.monotonic())
+        with open(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=stalled_reader, daemon=True)
+    reader.start()
+    api = FakeAPI()
+    try:
+        with os.fdopen(write_fd, "wb") as output:
+            async with client_for(api) as client:
+                with trio.fail_after(60):
+                    summary = await run_batch_file(
+                        client,
+                        source,
+                        output,
+                        max_concurrent=8,
+                        timeout=1.0,
+                        retry=RetryPolicy(max_retries=0),
+                    )
+            finished_at = time.monotonic()
+    finally:
+        reader.join(timeout=30)
+    assert not reader.is_alive()
+    got = [json.loads(x) for x in received.decode().splitlines()]
+    # The stall really held the run up: the pipe filled and lines waited for the reader.
+    assert len(received) > 3 * 4096 and finished_at >= first_read_at[0]
+    timeouts = [r["custom_id"] for r in got if r["error"] and r["error"]["code"] == "timeout"]
+    assert timeouts == []
+    assert summary.succeeded == n and summary.failed == 0
+    assert sorted(r["custom_id"] for r in got) == sorted(f"q{i}" for i in range(n))

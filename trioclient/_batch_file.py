@@ -73,6 +73,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 import trio
 
+from ._background import open_background
 from ._batch import BatchProgress
 from ._batch_format import (
     BLOCK,
@@ -261,8 +262,14 @@ class _Sink:
         self._stream = stream
         self._text = stream is not None and isinstance(stream, io.TextIOBase)
 
-    def write(self, record: dict[str, Any]) -> None:
-        data = encode_record(record)
+    def write_lines(self, lines: list[tuple[bytes, bool]], written: list[bool]) -> None:
+        """Write each line whole, in order, appending its ``ok`` flag to ``written``
+        once it is out (blocking: the :class:`_Writer` runs this in a worker thread)."""
+        for data, ok in lines:
+            self._write(data)
+            written.append(ok)
+
+    def _write(self, data: bytes) -> None:
         try:
             if self._fd is not None:
                 written = os.write(self._fd, data)
@@ -289,6 +296,76 @@ class _Sink:
         if self._lock_fd is not None:
             lock_fd, self._lock_fd = self._lock_fd, None
             os.close(lock_fd)  # releases the flock
+
+
+_QUEUE = 64  # finished results waiting for the writer at most
+_DRAIN_TIMEOUT = 5.0  # seconds a cancelled or interrupted run gives the writer to catch up
+
+
+class _Writer:
+    """Writes result lines off the trio thread, in the order they come, a batch of
+    queued lines per worker-thread call.
+
+    A slow reader (standard output piped into a program that stalls, a slow disk)
+    blocks a worker thread, never the trio loop: requests in flight run to their ends
+    and their deadlines do not fire because of it. When the queue is full, :meth:`put`
+    waits, and the batch engine's window stops admitting requests: backpressure, not
+    memory. Each line is still written whole, at once (an ``os.write``, or a write and a
+    flush), so a line written is a line kept if the process dies.
+
+    :meth:`serve` runs in a shielded scope: cancelling the run does not drop results
+    already answered. :meth:`finish` closes the queue and waits for it to be written,
+    at most :data:`_DRAIN_TIMEOUT` when the run is being cancelled (a line already
+    handed to the thread is always finished).
+    """
+
+    def __init__(self, sink: _Sink, on_written: Callable[[bool], None]) -> None:
+        self._sink = sink
+        self._on_written = on_written
+        self._send, self._receive = trio.open_memory_channel[tuple[bytes, bool]](_QUEUE)
+        self._scope = trio.CancelScope(shield=True)
+        self._done = trio.Event()
+        self.producer = trio.CancelScope()  # cancelled when a write fails
+        self.failed: BatchFileError | None = None
+
+    async def put(self, data: bytes, ok: bool) -> None:
+        """Queue one line (waits while the queue is full)."""
+        try:
+            await self._send.send((data, ok))
+        except trio.BrokenResourceError:
+            assert self.failed is not None  # the writer only stops early on a failure
+            raise self.failed  # noqa: B904 - its own __cause__ (the OSError) says why
+
+    async def serve(self) -> None:
+        try:
+            with self._scope:
+                async with self._receive:
+                    async for first in self._receive:
+                        batch = [first]
+                        while len(batch) < _QUEUE:
+                            try:
+                                batch.append(self._receive.receive_nowait())
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                        written: list[bool] = []
+                        try:
+                            await trio.to_thread.run_sync(self._sink.write_lines, batch, written)
+                        except BatchFileError as exc:
+                            self.failed = exc
+                            self.producer.cancel()
+                            return
+                        finally:
+                            for ok in written:
+                                self._on_written(ok)
+        finally:
+            self._done.set()
+
+    async def finish(self, *, hurry: bool) -> None:
+        self._send.close()
+        if hurry:
+            self._scope.deadline = trio.current_time() + _DRAIN_TIMEOUT
+        with trio.CancelScope(shield=True):
+            await self._done.wait()
 
 
 class BatchFileRunner:
@@ -426,20 +503,21 @@ class BatchFileRunner:
         try:
             done = existing.succeeded | existing.failed
             self._skipped = sum(1 for cid in found.ids if cid in done)
+            to_report: list[BadLine] = []
             for bad in found.bad:
                 if bad.custom_id in done:
                     continue  # counted above
                 if bad.line in existing.bad_lines:
                     self._skipped += 1
                     continue
-                sink.write(bad_line_record(bad))
-                self._failed += 1
+                to_report.append(bad)
             bad_lines = {bad.line for bad in found.bad}
             await trio.to_thread.run_sync(source.seek, start)
             requests = self._requests(source, found.plain, bad_lines, done)
-            await self._consume(requests, sink)
+            await self._consume(to_report, requests, sink)
         finally:
-            sink.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(sink.close)
         self._finished = True
         return self.summary()
 
@@ -500,38 +578,37 @@ class BatchFileRunner:
                 yield custom_id, body
 
     async def _consume(
-        self, requests: AsyncIterator[tuple[str, dict[str, Any]]], sink: _Sink
+        self,
+        bad_lines: list[BadLine],
+        requests: AsyncIterator[tuple[str, dict[str, Any]]],
+        sink: _Sink,
     ) -> None:
-        stashed: BaseException | None = None
-        async with self._client.batch(requests, **self._options) as results:
+        writer = _Writer(sink, self._count_written)
+        async with open_background() as background:
+            background.start_soon(writer.serve)
+            hurry = True
             try:
-                async with trio.open_nursery() as nursery:
-                    if self._on_progress is not None:
-                        nursery.start_soon(self._report, results.progress.eventual_values)
-                    try:
-                        async for result in results:
-                            sink.write(result_record(result))
-                            if result.ok:
-                                self._succeeded += 1
-                            else:
-                                self._failed += 1
+                with writer.producer:
+                    for bad in bad_lines:
+                        await writer.put(encode_record(bad_line_record(bad)), False)
+                    async with self._client.batch(requests, **self._options) as results:
                         if self._on_progress is not None:
-                            self._on_progress(results.snapshot())
-                    except trio.Cancelled:
-                        raise
-                    except BaseException as exc:
-                        # Kept out of this nursery (Ctrl-C above all) so it comes out as
-                        # itself, not wrapped in a group.
-                        stashed = exc
-                    finally:
-                        nursery.cancel_scope.cancel()
-            except BaseExceptionGroup as group:
-                # Ctrl-C that reached the progress task instead: one plain interrupt.
-                if group.subgroup(KeyboardInterrupt) is not None:
-                    raise KeyboardInterrupt from group
-                raise
-        if stashed is not None:
-            raise stashed
+                            background.start_soon(self._report, results.progress.eventual_values)
+                        async for result in results:
+                            await writer.put(encode_record(result_record(result)), result.ok)
+                hurry = False
+            finally:
+                await writer.finish(hurry=hurry)
+            if writer.failed is not None:
+                raise writer.failed
+            if self._on_progress is not None:
+                self._on_progress(results.snapshot())
+
+    def _count_written(self, ok: bool) -> None:
+        if ok:
+            self._succeeded += 1
+        else:
+            self._failed += 1
 
     async def _report(self, values: Callable[[], AsyncIterator[BatchProgress]]) -> None:
         assert self._on_progress is not None

@@ -89,6 +89,7 @@ from ._batch_format import (
 )
 from ._config import Timeout
 from ._retry import RetryPolicy
+from ._shards import Shard, take_shard
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -214,7 +215,7 @@ def lock_path(output: str) -> str:
     return output + ".lock"
 
 
-def _lock(output: str) -> int:
+def lock_output(output: str) -> int:
     """Take the output's lock (non-blocking ``flock``) or raise :class:`BatchFileError`.
 
     The kernel drops an flock with the process that held it, so a run killed by
@@ -396,7 +397,9 @@ class BatchFileRunner:
         retry: RetryPolicy | None = None,
         retry_failed: bool = False,
         on_progress: Callable[[BatchProgress], object] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        self._shard = None if shard is None else Shard(*shard)
         if model is not None and (not isinstance(model, str) or not model):
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         self._client = client
@@ -481,6 +484,10 @@ class BatchFileRunner:
     async def _run(self, source: IO[Any]) -> BatchFileSummary:
         start = source.tell()
         found = await trio.to_thread.run_sync(scan, source, None)
+        # Pass two skips every bad line, this shard's or not.
+        bad_lines = {bad.line for bad in found.bad}
+        if self._shard is not None:
+            found = take_shard(found, self._shard)
         if found.duplicates:
             shown = "; ".join(
                 f"{cid!r} on lines {', '.join(map(str, lines))}"
@@ -511,7 +518,6 @@ class BatchFileRunner:
                     self._skipped += 1
                     continue
                 to_report.append(bad)
-            bad_lines = {bad.line for bad in found.bad}
             await trio.to_thread.run_sync(source.seek, start)
             requests = self._requests(source, found.plain, bad_lines, done)
             await self._consume(to_report, requests, sink)
@@ -526,7 +532,7 @@ class BatchFileRunner:
         if isinstance(spec, str | os.PathLike) and os.fspath(spec) != "-":
             path = os.fspath(spec)
             try:
-                lock_fd = _lock(path)
+                lock_fd = lock_output(path)
             except OSError as exc:
                 raise BatchFileError(
                     f"cannot lock output {path!r} ({lock_path(path)}): {exc.strerror}"
@@ -547,7 +553,7 @@ class BatchFileRunner:
         self, source: IO[Any], plain: bool, bad_lines: set[int], done: set[str]
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Pass two: the requests still to send, read a block at a time."""
-        model = self._model
+        model, shard = self._model, self._shard
         number = 0
         while True:
             block = await trio.to_thread.run_sync(source.readlines, BLOCK)
@@ -560,7 +566,7 @@ class BatchFileRunner:
                     continue
                 if plain:
                     custom_id = plain_id(number)
-                    if custom_id in done:
+                    if custom_id in done or (shard is not None and not shard.owns(custom_id)):
                         continue
                     assert model is not None
                     yield (
@@ -571,7 +577,7 @@ class BatchFileRunner:
                 parsed = parse_line(text, number)
                 assert not isinstance(parsed, BadLine)  # the scan saw this line
                 custom_id, body = parsed
-                if custom_id in done:
+                if custom_id in done or (shard is not None and not shard.owns(custom_id)):
                     continue
                 if model is not None and "model" not in body:
                     body["model"] = model
@@ -647,6 +653,7 @@ async def run_batch_file(
     retry: RetryPolicy | None = None,
     retry_failed: bool = False,
     on_progress: Callable[[BatchProgress], object] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> BatchFileSummary:
     """Run a Batch API JSONL file (or a file of prompts) through ``client``, durably.
 
@@ -661,6 +668,10 @@ async def run_batch_file(
         model: The model for plain-text input, and for JSONL bodies without one.
         max_concurrent, rpm, tpm, timeout, retry: As for ``client.batch``.
         retry_failed: Send again the requests whose earlier result was a failure.
+        shard: ``(I, N)``: run only shard I of N (1-based) of the input, the requests
+            whose ``custom_id`` hashes there (blake2b, mod N), so N workers given the
+            same input and each its own ``output`` split it without overlap. The
+            command line's ``--shard I/N`` and ``--merge`` add part names and merging.
         on_progress: Called with each new :class:`~trioclient.BatchProgress` snapshot.
 
     Raises:
@@ -679,5 +690,6 @@ async def run_batch_file(
         retry=retry,
         retry_failed=retry_failed,
         on_progress=on_progress,
+        shard=shard,
     )
     return await runner.run()

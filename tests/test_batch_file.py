@@ -601,3 +601,37 @@ async def test_a_stalled_reader_on_an_output_pipe_does_not_fire_request_deadline
     assert timeouts == []
     assert summary.succeeded == n and summary.failed == 0
     assert sorted(r["custom_id"] for r in got) == sorted(f"q{i}" for i in range(n))
+
+
+async def test_a_cancelled_run_still_writes_the_results_it_had_queued() -> None:
+    """Results already answered are written even when the run is cancelled while the
+    writer is behind (here: its thread blocked until after the cancel)."""
+    import threading
+
+    from trioclient._batch_file import _Sink, _Writer
+
+    gate = threading.Event()
+    out = io.BytesIO()
+
+    class BlockedSink(_Sink):
+        def write_lines(self, lines: list[tuple[bytes, bool]], written: list[bool]) -> None:
+            gate.wait(timeout=30)
+            super().write_lines(lines, written)
+
+    counted: list[bool] = []
+    writer = _Writer(BlockedSink("memory", stream=out), counted.append)
+    with trio.fail_after(30):
+        with trio.move_on_after(0.2) as cancelled:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer.serve)
+                try:
+                    for i in range(10):
+                        await writer.put(f"line {i}\n".encode(), i % 2 == 0)
+                    await trio.sleep_forever()  # the run goes on until it is cancelled
+                finally:
+                    # The disk (or the pipe's reader) catches up only after the cancel.
+                    threading.Timer(0.3, gate.set).start()
+                    await writer.finish(hurry=True)
+    assert cancelled.cancelled_caught
+    assert out.getvalue().decode().splitlines() == [f"line {i}" for i in range(10)]
+    assert counted == [i % 2 == 0 for i in range(10)]

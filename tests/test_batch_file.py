@@ -385,6 +385,10 @@ async def test_kill_9_loses_nothing_written_and_resume_completes(tmp_path: Path)
                 # No event to wait on across processes: watch the file.
                 while not out.exists() or len(out.read_bytes().splitlines()) < 6:  # noqa: ASYNC110
                     await trio.sleep(0.02)
+                # While the child runs, this process may not run on its output.
+                async with trioclient.Client(api_key="sk-test", base_url=server.base_url) as c:
+                    with pytest.raises(BatchFileError, match=rf"\(pid {proc.pid}\)"):
+                        await run_batch_file(c, source, out)
                 os.kill(proc.pid, signal.SIGKILL)
             finally:
                 proc.kill()
@@ -395,6 +399,7 @@ async def test_kill_9_loses_nothing_written_and_resume_completes(tmp_path: Path)
             assert 6 <= len(before) < n
             async with trioclient.Client(api_key="sk-test", base_url=server.base_url) as client:
                 summary = await run_batch_file(client, source, out)
+    # The kernel dropped the killed child's lock: the resume was allowed.
     assert summary.skipped_already_done == len(before)
     assert summary.succeeded == n - len(before) and summary.remaining == 0
     after = records(out)
@@ -422,3 +427,211 @@ async def test_ctrl_c_comes_out_as_a_plain_keyboard_interrupt_with_a_note(
     assert any("run the same command again to resume" in n for n in caught.value.__notes__)
     written = records(out)
     assert len(written) >= 2 and runner.summary().remaining == 10 - len(written)
+
+
+# --- one run per output, and a resume that holds ids, not records -------------------------
+
+
+async def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
+    tmp_path: Path,
+) -> None:
+    # Real time (short sleeps): the runner hands its writes to threads, and a bound on
+    # the whole test must not be leapt over by an autojump clock while they run.
+    source = write_input(
+        tmp_path / "in.jsonl", [line(f"q{i}", f"p{i} sleep={(i + 1) / 10}") for i in range(6)]
+    )
+    out = tmp_path / "out.jsonl"
+    api = FakeAPI()
+    async with client_for(api) as client, trio.open_nursery() as nursery:
+        first_done = trio.Event()
+
+        async def first() -> None:
+            await run_batch_file(client, source, out)
+            first_done.set()
+
+        nursery.start_soon(first)
+        with trio.fail_after(30):
+            while not api.prompts:  # noqa: ASYNC110 - the fake API has no event to wait on
+                await trio.sleep(0.01)
+        sent = len(api.prompts)
+        with pytest.raises(BatchFileError) as caught:
+            await run_batch_file(client, source, out)
+        message = str(caught.value)
+        assert f"another run is writing to {out} (pid {os.getpid()})" in message
+        assert f"{out}.lock" in message
+        assert len(api.prompts) == sent  # the refused run sent nothing
+        with trio.fail_after(30):
+            await first_done.wait()
+    assert sorted(by_id(out)) == [f"q{i}" for i in range(6)]  # each once: no interleaving
+    # The lock went with the first run: the next one is allowed, and finds it all done.
+    async with client_for(api) as client:
+        again = await run_batch_file(client, source, out)
+    assert again.skipped_already_done == 6
+
+
+def big_output(path: Path, ids: list[str], failed: set[str], body_bytes: int) -> int:
+    """An earlier run's output: one large record per id; returns the file's size."""
+    filler = "x" * body_bytes
+    with path.open("w") as f:
+        for cid in ids:
+            if cid in failed:
+                record: dict[str, Any] = {
+                    "id": "batch_req_0",
+                    "custom_id": cid,
+                    "response": None,
+                    "error": {"code": "timeout", "message": filler},
+                }
+            else:
+                record = {
+                    "id": "batch_req_0",
+                    "custom_id": cid,
+                    "response": {"status_code": 200, "request_id": "r", "body": {"x": filler}},
+                    "error": None,
+                }
+            f.write(json.dumps(record) + "\n")
+    return path.stat().st_size
+
+
+@pytest.mark.parametrize("retry_failed", [False, True])
+def test_the_resume_scan_streams_the_output_and_keeps_only_ids(
+    tmp_path: Path, retry_failed: bool
+) -> None:
+    import tracemalloc
+
+    from trioclient._batch_file import _read_existing
+
+    out = tmp_path / "out.jsonl"
+    ids = [f"q{i:05d}" for i in range(2_000)]
+    failed = set(ids[::10])
+    size = big_output(out, ids, failed, body_bytes=4_000)
+    with out.open("a") as f:
+        f.write('{"custom_id": "torn", "err')  # a kill -9 mid-write
+    tracemalloc.start()
+    try:
+        existing = _read_existing(str(out), retry_failed)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # What it returns is ids, nothing else.
+    assert existing.succeeded == set(ids) - failed
+    assert existing.failed == (set() if retry_failed else failed)
+    assert all(type(x) is str for x in existing.succeeded | existing.failed)
+    # And it never held the records: an 8 MB file read in well under a tenth of that.
+    assert size > 8_000_000
+    assert peak < size / 10, f"peak {peak} bytes for a {size}-byte output"
+    kept = records(out)  # the torn tail is gone; every line parses
+    assert len(kept) == (len(ids) - len(failed) if retry_failed else len(ids))
+
+
+async def test_resume_from_a_large_output_sends_only_what_is_missing(tmp_path: Path) -> None:
+    # Real time: the fake API answers in 10 ms, and the scans run in worker threads.
+    ids = [f"q{i:05d}" for i in range(1_500)]
+    source = write_input(tmp_path / "in.jsonl", [line(cid, f"p-{cid}") for cid in ids])
+    out = tmp_path / "out.jsonl"
+    failed = set(ids[:1_400:100])
+    big_output(out, ids[:1_400], failed, body_bytes=2_000)
+    api = FakeAPI()
+    async with client_for(api) as client:
+        with trio.fail_after(60):
+            summary = await run_batch_file(client, source, out, retry_failed=True)
+    assert (summary.skipped_already_done, summary.succeeded) == (1_400 - len(failed), 100 + 14)
+    assert sorted(api.prompts) == sorted(f"p-{cid}" for cid in set(ids[1_400:]) | failed)
+    final = by_id(out)
+    assert sorted(final) == ids and all(r["error"] is None for r in final.values())
+
+
+# --- writes off the trio thread ------------------------------------------------------------
+
+
+async def test_a_stalled_reader_on_an_output_pipe_does_not_fire_request_deadlines(
+    tmp_path: Path,
+) -> None:
+    """The reader of the output pipe stops reading for three times the request deadline.
+
+    Real time on purpose: with the writes on the trio thread, the loop itself would be
+    stuck in ``os.write`` and a test clock would stand still with it, so only the real
+    clock shows the deadlines firing. The margins are wide (50 ms answers against a 1 s
+    deadline) so a busy machine cannot make a request late on its own.
+    """
+    import fcntl
+    import threading
+    import time
+
+    stall = 3.0
+    n = 60
+    source = write_input(
+        tmp_path / "in.jsonl", [line(f"q{i}", f"p{i} sleep=0.05") for i in range(n)]
+    )
+    read_fd, write_fd = os.pipe()
+    # The smallest pipe buffer the kernel allows (one page): a few lines fill it.
+    fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+    received = bytearray()
+    first_read_at: list[float] = []
+
+    def stalled_reader() -> None:
+        time.sleep(stall)
+        first_read_at.append(time.monotonic())
+        with open(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=stalled_reader, daemon=True)
+    reader.start()
+    api = FakeAPI()
+    try:
+        with os.fdopen(write_fd, "wb") as output:
+            async with client_for(api) as client:
+                with trio.fail_after(60):
+                    summary = await run_batch_file(
+                        client,
+                        source,
+                        output,
+                        max_concurrent=8,
+                        timeout=1.0,
+                        retry=RetryPolicy(max_retries=0),
+                    )
+            finished_at = time.monotonic()
+    finally:
+        reader.join(timeout=30)
+    assert not reader.is_alive()
+    got = [json.loads(x) for x in received.decode().splitlines()]
+    # The stall really held the run up: the pipe filled and lines waited for the reader.
+    assert len(received) > 3 * 4096 and finished_at >= first_read_at[0]
+    timeouts = [r["custom_id"] for r in got if r["error"] and r["error"]["code"] == "timeout"]
+    assert timeouts == []
+    assert summary.succeeded == n and summary.failed == 0
+    assert sorted(r["custom_id"] for r in got) == sorted(f"q{i}" for i in range(n))
+
+
+async def test_a_cancelled_run_still_writes_the_results_it_had_queued() -> None:
+    """Results already answered are written even when the run is cancelled while the
+    writer is behind (here: its thread blocked until after the cancel)."""
+    import threading
+
+    from trioclient._batch_file import _Sink, _Writer
+
+    gate = threading.Event()
+    out = io.BytesIO()
+
+    class BlockedSink(_Sink):
+        def write_lines(self, lines: list[tuple[bytes, bool]], written: list[bool]) -> None:
+            gate.wait(timeout=30)
+            super().write_lines(lines, written)
+
+    counted: list[bool] = []
+    writer = _Writer(BlockedSink("memory", stream=out), counted.append)
+    with trio.fail_after(30):
+        with trio.move_on_after(0.2) as cancelled:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer.serve)
+                try:
+                    for i in range(10):
+                        await writer.put(f"line {i}\n".encode(), i % 2 == 0)
+                    await trio.sleep_forever()  # the run goes on until it is cancelled
+                finally:
+                    # The disk (or the pipe's reader) catches up only after the cancel.
+                    threading.Timer(0.3, gate.set).start()
+                    await writer.finish(hurry=True)
+    assert cancelled.cancelled_caught
+    assert out.getvalue().decode().splitlines() == [f"line {i}" for i in range(10)]
+    assert counted == [i % 2 == 0 for i in range(10)]

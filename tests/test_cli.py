@@ -132,6 +132,29 @@ def test_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(err) == 1 and "required" in err[0] and "-o" in err[0]
 
 
+@pytest.mark.parametrize(
+    ("shard", "says"),
+    [
+        ("3/2", "I must be between 1 and N (2)"),
+        ("0/0", "N must be at least 1"),
+        ("one/two", "expected I/N, such as 1/4"),
+        ("2", "expected I/N, such as 1/4"),
+    ],
+)
+def test_batch_bad_shard_is_a_one_line_usage_error(
+    shard: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["batch", "in.jsonl", "-o", "out.jsonl", "--shard", shard]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("trioclient batch: error: argument --shard")
+    assert says in err[0]
+
+
+def test_batch_shard_and_merge_do_not_go_together(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["batch", "in.jsonl", "-o", "out.jsonl", "--shard", "1/2", "--merge"]) == 2
+    assert "not allowed with argument --shard" in capsys.readouterr().err
+
+
 def test_serve_is_delegated_with_its_own_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "not-a-port"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -337,6 +360,31 @@ async def test_batch_bad_lines_are_reported_and_good_lines_run(tmp_path: Path) -
     bad = [r for r in records if r["error"] is not None]
     assert len(records) == 5 and len(bad) == 1
     assert "5" in json.dumps(bad[0]["error"])  # names its line number
+
+
+async def test_batch_shards_write_parts_and_merge_writes_every_id_once(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_requests(source, 20)
+    async with open_server() as server:
+        early = await run_cli("batch", str(source), "-o", str(out), "--merge")
+        for index in (1, 2):
+            result = await run_cli(
+                "batch", str(source), "-o", str(out), "--shard", f"{index}/2",
+                "--base-url", server.base_url,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr.decode()
+            assert f"-> {out}.part-{index}-of-2" in result.stderr.decode()
+        assert server.statistics().chat_requests == 20  # each request sent by one shard
+    assert "no parts of" in one_error_line(early)
+    to_stdout = await run_cli("batch", str(source), "-o", "-", "--shard", "1/2")
+    assert "--shard needs a file OUTPUT" in one_error_line(to_stdout)
+    merged = await run_cli("batch", str(source), "-o", str(out), "--merge")
+    assert merged.returncode == 0, merged.stderr.decode()
+    assert "merged 2 parts: 20 succeeded, 0 failed" in merged.stderr.decode()
+    ids = [json.loads(x)["custom_id"] for x in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 20
+    again = await run_cli("batch", str(source), "-o", str(out), "--merge")
+    assert "already exists" in one_error_line(again)
 
 
 async def test_batch_plain_prompts_from_stdin_to_stdout() -> None:

@@ -1,5 +1,8 @@
 """The durable JSONL runner: a Batch API file in, a Batch API results file out, resumable.
 
+What a line means (parsing requests, building result records) is
+:mod:`trioclient._batch_format`; this module reads, writes, resumes and stops.
+
 ::
 
     summary = await run_batch_file(client, "requests.jsonl", "results.jsonl", rpm=1_200)
@@ -37,7 +40,15 @@ it cuts a torn last line back to the last newline, skips every ``custom_id`` alr
 answered, and sends only the rest, so each ``custom_id`` appears exactly once. Failed
 ones are skipped too, unless ``retry_failed=True``: then the output is first rewritten
 without their lines (a temporary file, fsynced, then ``os.replace``: atomic, so a crash
-leaves either the old file or the new one), and they are sent again.
+leaves either the old file or the new one), and they are sent again. The output is
+read line by line (the rewrite streams too), so a resume holds the answered ids, never
+the records.
+
+**One run per output.** A run takes a lock on ``OUTPUT.lock`` (``flock``, non-blocking)
+before it reads or writes the output; a second run on the same output while the first
+runs stops at once with :class:`BatchFileError` naming the holder's pid, instead of
+sending every remaining request a second time. The kernel drops the lock with the
+process, so a ``kill -9`` leaves nothing stale; the lock file stays.
 
 **Stopping.** A Ctrl-C (``KeyboardInterrupt``) or a cancel stops at once; every finished
 result is already on disk, and :meth:`BatchFileRunner.summary` says how many remain. A
@@ -53,36 +64,37 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-import secrets
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from ._batch_results import BatchProgress, BatchResult
-from ._config import Timeout
-from ._exceptions import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APIStatusError,
-    APIStreamError,
-    APITimeoutError,
-    ResponseTooLargeError,
+from ._background import open_background
+from ._batch_format import (
+    BLOCK,
+    BadLine,
+    bad_line_record,
+    classify_record,
+    decode,
+    encode_record,
+    parse_line,
+    plain_id,
+    result_record,
+    scan,
 )
+from ._batch_results import BatchProgress
+from ._config import Timeout
 from ._retry import RetryPolicy
+from ._shards import Shard, take_shard
 
 if TYPE_CHECKING:
     from ._client import Client
 
 __all__ = ["BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file"]
-
-SUPPORTED_URLS = frozenset({"/v1/chat/completions", "/chat/completions"})
-_BLOCK = 1 << 20  # bytes of input read per worker-thread call
 
 InputArg = str | os.PathLike[str] | IO[str] | IO[bytes]
 
@@ -117,259 +129,156 @@ class BatchFileSummary:
     interrupted: bool = False
 
 
-@attrs.frozen
-class _BadLine:
-    line: int
-    custom_id: str | None
-    code: str
-    message: str
-
-
-@attrs.define
-class _Scan:
-    """What the first pass over the input learned (ids and bad lines, not bodies)."""
-
-    plain: bool = False
-    total: int = 0
-    ids: dict[str, int] = attrs.field(factory=dict)  # custom_id -> line number
-    bad: list[_BadLine] = attrs.field(factory=list)
-    duplicates: dict[str, list[int]] = attrs.field(factory=dict)
-
-
-def _decode(raw: bytes | str) -> str:
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
-    return raw
-
-
-def _parse_line(text: str, number: int) -> tuple[str, dict[str, Any]] | _BadLine:
-    """One JSONL request line -> ``(custom_id, body)``, or why it cannot be sent."""
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        return _BadLine(number, None, "invalid_json", f"line {number}: not valid JSON ({exc})")
-    if not isinstance(obj, dict):
-        return _BadLine(number, None, "invalid_request", f"line {number}: expected a JSON object")
-    custom_id = obj.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id:
-        return _BadLine(
-            number,
-            None,
-            "missing_custom_id",
-            f"line {number}: no custom_id (every request needs a unique string custom_id)",
-        )
-    method = obj.get("method", "POST")
-    if not isinstance(method, str) or method.upper() != "POST":
-        return _BadLine(
-            number,
-            custom_id,
-            "unsupported_method",
-            f"line {number}: method {method!r} is not supported: only POST",
-        )
-    url = obj.get("url", "/v1/chat/completions")
-    if url not in SUPPORTED_URLS:
-        return _BadLine(
-            number,
-            custom_id,
-            "unsupported_url",
-            f"line {number}: url {url!r} is not supported: only /v1/chat/completions "
-            "(or /chat/completions)",
-        )
-    body = obj.get("body")
-    if not isinstance(body, dict):
-        return _BadLine(
-            number, custom_id, "invalid_body", f"line {number}: 'body' must be a JSON object"
-        )
-    return custom_id, body
-
-
-def _lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
-    number = 0
-    while True:
-        block = stream.readlines(_BLOCK)
-        if not block:
-            return
-        for raw in block:
-            number += 1
-            yield number, _decode(raw).rstrip("\r\n")
-
-
-def _scan(stream: IO[Any], plain: bool | None) -> _Scan:
-    """Pass one (in a worker thread): ids, duplicates and bad lines."""
-    scan = _Scan()
-    for number, text in _lines(stream):
-        if not text.strip():
-            continue
-        if plain is None:
-            plain = not text.lstrip().startswith("{")
-        scan.total += 1
-        if plain:
-            scan.ids[f"line-{number}"] = number
-            continue
-        parsed = _parse_line(text, number)
-        if isinstance(parsed, _BadLine):
-            scan.bad.append(parsed)
-            if parsed.custom_id is None:
-                continue
-            custom_id = parsed.custom_id
-        else:
-            custom_id = parsed[0]
-        first = scan.ids.setdefault(custom_id, number)
-        if first != number:
-            scan.duplicates.setdefault(custom_id, [first]).append(number)
-    scan.plain = bool(plain)
-    return scan
-
-
 @attrs.define
 class _Existing:
-    """What an earlier run left in the output."""
+    """What an earlier run left in the output: ids and line numbers, never records."""
 
     succeeded: set[str] = attrs.field(factory=set)
     failed: set[str] = attrs.field(factory=set)
     bad_lines: set[int] = attrs.field(factory=set)
 
 
-def _repair_and_read(path: str, retry_failed: bool) -> _Existing:
-    """Cut a torn last line, read what is answered, and (``retry_failed``) rewrite the
-    file without the failed records, atomically."""
+_TAIL_STEP = 1 << 16  # bytes read per step while looking back for the last newline
+
+
+def _cut_torn_tail(f: IO[bytes]) -> None:
+    """Truncate a file (open ``r+b``) after its last newline: a line cut by a crash
+    mid-write is dropped, and its request is simply sent again."""
+    size = f.seek(0, os.SEEK_END)
+    position, end = size, 0
+    while position > 0:
+        step = min(_TAIL_STEP, position)
+        position -= step
+        f.seek(position)
+        newline = f.read(step).rfind(b"\n")
+        if newline >= 0:
+            end = position + newline + 1
+            break
+    if end != size:
+        f.truncate(end)
+
+
+def _read_existing(path: str, retry_failed: bool) -> _Existing:
+    """Cut a torn last line, then read what is answered, one line at a time, keeping
+    only ids; with ``retry_failed``, rewrite the file without the failed records
+    (streamed to a temporary file, fsynced, then ``os.replace``: atomic)."""
     existing = _Existing()
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "r+b")
     except FileNotFoundError:
         return existing
-    end = data.rfind(b"\n") + 1
-    if end != len(data):
-        # A line cut by a crash mid-write: its request is simply sent again.
-        with open(path, "r+b") as f:
-            f.truncate(end)
-        data = data[:end]
-    kept: list[bytes] = []
-    dropped = False
-    for raw in data.splitlines(keepends=True):
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            kept.append(raw)  # not ours to judge; leave it
-            continue
-        if not isinstance(record, dict):
-            kept.append(raw)
-            continue
-        custom_id = record.get("custom_id")
-        error = record.get("error")
-        if isinstance(error, dict) and isinstance(error.get("line"), int) and custom_id is None:
-            existing.bad_lines.add(error["line"])
-        elif isinstance(custom_id, str):
-            if error is None:
-                existing.succeeded.add(custom_id)
-            elif retry_failed:
-                dropped = True
-                continue
-            else:
-                existing.failed.add(custom_id)
-        kept.append(raw)
-    if dropped:
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, temp = tempfile.mkstemp(prefix=".trioclient-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.writelines(kept)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            raise
+    with f:
+        _cut_torn_tail(f)
+        f.seek(0)
+        for raw in f:
+            record = classify_record(raw)
+            if record is None:
+                continue  # not ours to judge; it stays
+            if record.bad_line is not None:
+                existing.bad_lines.add(record.bad_line)
+            elif record.custom_id is not None:
+                if record.ok:
+                    existing.succeeded.add(record.custom_id)
+                else:
+                    existing.failed.add(record.custom_id)
+        if retry_failed and existing.failed:
+            f.seek(0)
+            _rewrite_without(path, f, existing.failed)
+            existing.failed = set()
     return existing
 
 
-def _error_code(error: Exception) -> str:
-    if isinstance(error, APIStatusError):
-        return error.code or f"http_{error.status_code}"
-    if isinstance(error, APITimeoutError):
-        return "timeout"
-    if isinstance(error, APIConnectionError):
-        return "connection_error"
-    if isinstance(error, APIStreamError):
-        return "stream_error"
-    if isinstance(error, APIResponseValidationError):
-        return "invalid_response"
-    if isinstance(error, ResponseTooLargeError):
-        return "response_too_large"
-    if isinstance(error, TypeError | ValueError):
-        return "invalid_request"
-    return "error"
+def _rewrite_without(path: str, source: IO[bytes], failed: set[str]) -> None:
+    """Replace ``path`` by a copy of ``source`` without the failed records of ``failed``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".trioclient-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as copy:
+            for raw in source:
+                record = classify_record(raw)
+                if record is not None and not record.ok and record.custom_id in failed:
+                    continue
+                copy.write(raw)
+            copy.flush()
+            os.fsync(copy.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
 
 
-def _record_id() -> str:
-    return "batch_req_" + secrets.token_hex(12)
+def lock_path(output: str) -> str:
+    """The lock file beside ``output`` that a running run holds."""
+    return output + ".lock"
 
 
-def result_record(result: BatchResult) -> dict[str, Any]:
-    """A batch result in the Batch API's output format."""
-    if result.response is not None and result.error is None:
-        return {
-            "id": _record_id(),
-            "custom_id": result.custom_id,
-            "response": {
-                "status_code": result.status_code or 200,
-                "request_id": result.request_id,
-                "body": result.response.to_dict(),
-            },
-            "error": None,
-        }
-    error = result.error
-    response = None
-    if isinstance(error, APIStatusError):
-        response = {
-            "status_code": error.status_code,
-            "request_id": error.request_id,
-            "body": error.body,
-        }
-    return {
-        "id": _record_id(),
-        "custom_id": result.custom_id,
-        "response": response,
-        "error": {
-            "code": "error" if error is None else _error_code(error),
-            "message": str(error),
-        },
-    }
+def lock_output(output: str) -> int:
+    """Take the output's lock (non-blocking ``flock``) or raise :class:`BatchFileError`.
 
+    The kernel drops an flock with the process that held it, so a run killed by
+    ``kill -9`` leaves no stale lock behind; the lock file itself stays (removing it
+    would race with a run opening it) and holds the pid of the last run, for the message.
+    """
+    path = lock_path(output)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    if sys.platform == "win32":  # pragma: no cover - no flock there; runs are not locked
+        return fd
+    import fcntl
 
-def _bad_line_record(bad: _BadLine) -> dict[str, Any]:
-    return {
-        "id": _record_id(),
-        "custom_id": bad.custom_id,
-        "response": None,
-        "error": {"code": bad.code, "message": bad.message, "line": bad.line},
-    }
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise BatchFileError(
+            f"another run is writing to {output}{who}: it holds {path}. Two runs on one "
+            "output would send requests twice; wait for it to end (or stop it), then run "
+            "again to resume"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class _Sink:
     """Where records go: one ``os.write`` per line to an ``O_APPEND`` file, or a stream."""
 
-    def __init__(self, name: str, fd: int | None = None, stream: IO[Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fd: int | None = None,
+        stream: IO[Any] | None = None,
+        lock_fd: int | None = None,
+    ) -> None:
         self.name = name
         self._fd = fd
+        self._lock_fd = lock_fd
         self._stream = stream
         self._text = stream is not None and isinstance(stream, io.TextIOBase)
 
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    def write_lines(self, lines: list[tuple[bytes, bool]], written: list[bool]) -> None:
+        """Write each line whole, in order, appending its ``ok`` flag to ``written``
+        once it is out (blocking: the :class:`_Writer` runs this in a worker thread)."""
+        for data, ok in lines:
+            self._write(data)
+            written.append(ok)
+
+    def _write(self, data: bytes) -> None:
         try:
             if self._fd is not None:
-                data = line.encode()
                 written = os.write(self._fd, data)
                 while written < len(data):  # a short write: finish the line
                     written += os.write(self._fd, data[written:])
             else:
                 assert self._stream is not None
-                self._stream.write(line if self._text else line.encode())
+                self._stream.write(data.decode() if self._text else data)
                 self._stream.flush()
         except OSError as exc:
             raise BatchFileError(
@@ -385,6 +294,79 @@ class _Sink:
             except OSError:
                 pass
             os.close(fd)
+        if self._lock_fd is not None:
+            lock_fd, self._lock_fd = self._lock_fd, None
+            os.close(lock_fd)  # releases the flock
+
+
+_QUEUE = 64  # finished results waiting for the writer at most
+_DRAIN_TIMEOUT = 5.0  # seconds a cancelled or interrupted run gives the writer to catch up
+
+
+class _Writer:
+    """Writes result lines off the trio thread, in the order they come, a batch of
+    queued lines per worker-thread call.
+
+    A slow reader (standard output piped into a program that stalls, a slow disk)
+    blocks a worker thread, never the trio loop: requests in flight run to their ends
+    and their deadlines do not fire because of it. When the queue is full, :meth:`put`
+    waits, and the batch engine's window stops admitting requests: backpressure, not
+    memory. Each line is still written whole, at once (an ``os.write``, or a write and a
+    flush), so a line written is a line kept if the process dies.
+
+    :meth:`serve` runs in a shielded scope: cancelling the run does not drop results
+    already answered. :meth:`finish` closes the queue and waits for it to be written,
+    at most :data:`_DRAIN_TIMEOUT` when the run is being cancelled (a line already
+    handed to the thread is always finished).
+    """
+
+    def __init__(self, sink: _Sink, on_written: Callable[[bool], None]) -> None:
+        self._sink = sink
+        self._on_written = on_written
+        self._send, self._receive = trio.open_memory_channel[tuple[bytes, bool]](_QUEUE)
+        self._scope = trio.CancelScope(shield=True)
+        self._done = trio.Event()
+        self.producer = trio.CancelScope()  # cancelled when a write fails
+        self.failed: BatchFileError | None = None
+
+    async def put(self, data: bytes, ok: bool) -> None:
+        """Queue one line (waits while the queue is full)."""
+        try:
+            await self._send.send((data, ok))
+        except trio.BrokenResourceError:
+            assert self.failed is not None  # the writer only stops early on a failure
+            raise self.failed  # noqa: B904 - its own __cause__ (the OSError) says why
+
+    async def serve(self) -> None:
+        try:
+            with self._scope:
+                async with self._receive:
+                    async for first in self._receive:
+                        batch = [first]
+                        while len(batch) < _QUEUE:
+                            try:
+                                batch.append(self._receive.receive_nowait())
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                        written: list[bool] = []
+                        try:
+                            await trio.to_thread.run_sync(self._sink.write_lines, batch, written)
+                        except BatchFileError as exc:
+                            self.failed = exc
+                            self.producer.cancel()
+                            return
+                        finally:
+                            for ok in written:
+                                self._on_written(ok)
+        finally:
+            self._done.set()
+
+    async def finish(self, *, hurry: bool) -> None:
+        self._send.close()
+        if hurry:
+            self._scope.deadline = trio.current_time() + _DRAIN_TIMEOUT
+        with trio.CancelScope(shield=True):
+            await self._done.wait()
 
 
 class BatchFileRunner:
@@ -415,7 +397,9 @@ class BatchFileRunner:
         retry: RetryPolicy | None = None,
         retry_failed: bool = False,
         on_progress: Callable[[BatchProgress], object] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        self._shard = None if shard is None else Shard(*shard)
         if model is not None and (not isinstance(model, str) or not model):
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         self._client = client
@@ -490,7 +474,7 @@ class BatchFileRunner:
         spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=16 << 20)
 
         def copy() -> None:
-            while block := stream.read(_BLOCK):
+            while block := stream.read(BLOCK):
                 spool.write(block if isinstance(block, bytes) else block.encode())
             spool.seek(0)
 
@@ -499,43 +483,47 @@ class BatchFileRunner:
 
     async def _run(self, source: IO[Any]) -> BatchFileSummary:
         start = source.tell()
-        scan = await trio.to_thread.run_sync(_scan, source, None)
-        if scan.duplicates:
+        found = await trio.to_thread.run_sync(scan, source, None)
+        # Pass two skips every bad line, this shard's or not.
+        bad_lines = {bad.line for bad in found.bad}
+        if self._shard is not None:
+            found = take_shard(found, self._shard)
+        if found.duplicates:
             shown = "; ".join(
                 f"{cid!r} on lines {', '.join(map(str, lines))}"
-                for cid, lines in list(scan.duplicates.items())[:10]
+                for cid, lines in list(found.duplicates.items())[:10]
             )
-            more = len(scan.duplicates) - 10
+            more = len(found.duplicates) - 10
             raise BatchFileError(
                 f"duplicate custom_id values in {_name_of(self._input)}: {shown}"
                 + (f" (and {more} more)" if more > 0 else "")
                 + "; nothing was sent: each custom_id must be unique"
             )
-        if scan.plain and self._model is None:
+        if found.plain and self._model is None:
             raise BatchFileError(
                 f"{_name_of(self._input)} is plain text (one prompt a line): pass model=... "
                 "(--model) to say which model answers it"
             )
-        self._total = scan.total
-        self._input_errors = len(scan.bad)
+        self._total = found.total
+        self._input_errors = len(found.bad)
         sink, existing = await self._open_output()
         try:
             done = existing.succeeded | existing.failed
-            self._skipped = sum(1 for cid in scan.ids if cid in done)
-            for bad in scan.bad:
+            self._skipped = sum(1 for cid in found.ids if cid in done)
+            to_report: list[BadLine] = []
+            for bad in found.bad:
                 if bad.custom_id in done:
                     continue  # counted above
                 if bad.line in existing.bad_lines:
                     self._skipped += 1
                     continue
-                sink.write(_bad_line_record(bad))
-                self._failed += 1
-            bad_lines = {bad.line for bad in scan.bad}
+                to_report.append(bad)
             await trio.to_thread.run_sync(source.seek, start)
-            requests = self._requests(source, scan.plain, bad_lines, done)
-            await self._consume(requests, sink)
+            requests = self._requests(source, found.plain, bad_lines, done)
+            await self._consume(to_report, requests, sink)
         finally:
-            sink.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(sink.close)
         self._finished = True
         return self.summary()
 
@@ -544,11 +532,20 @@ class BatchFileRunner:
         if isinstance(spec, str | os.PathLike) and os.fspath(spec) != "-":
             path = os.fspath(spec)
             try:
-                existing = await trio.to_thread.run_sync(_repair_and_read, path, self._retry_failed)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                lock_fd = lock_output(path)
             except OSError as exc:
-                raise BatchFileError(f"cannot open output {path!r}: {exc.strerror}") from exc
-            return _Sink(path, fd=fd), existing
+                raise BatchFileError(
+                    f"cannot lock output {path!r} ({lock_path(path)}): {exc.strerror}"
+                ) from exc
+            try:
+                existing = await trio.to_thread.run_sync(_read_existing, path, self._retry_failed)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except BaseException as exc:
+                os.close(lock_fd)
+                if isinstance(exc, OSError):
+                    raise BatchFileError(f"cannot open output {path!r}: {exc.strerror}") from exc
+                raise
+            return _Sink(path, fd=fd, lock_fd=lock_fd), existing
         stream: IO[Any] = sys.stdout if isinstance(spec, str | os.PathLike) else spec
         return _Sink(_name_of(spec), stream=stream), _Existing()
 
@@ -556,20 +553,20 @@ class BatchFileRunner:
         self, source: IO[Any], plain: bool, bad_lines: set[int], done: set[str]
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Pass two: the requests still to send, read a block at a time."""
-        model = self._model
+        model, shard = self._model, self._shard
         number = 0
         while True:
-            block = await trio.to_thread.run_sync(source.readlines, _BLOCK)
+            block = await trio.to_thread.run_sync(source.readlines, BLOCK)
             if not block:
                 return
             for raw in block:
                 number += 1
-                text = _decode(raw).rstrip("\r\n")
+                text = decode(raw).rstrip("\r\n")
                 if not text.strip() or number in bad_lines:
                     continue
                 if plain:
-                    custom_id = f"line-{number}"
-                    if custom_id in done:
+                    custom_id = plain_id(number)
+                    if custom_id in done or (shard is not None and not shard.owns(custom_id)):
                         continue
                     assert model is not None
                     yield (
@@ -577,48 +574,47 @@ class BatchFileRunner:
                         {"model": model, "messages": [{"role": "user", "content": text}]},
                     )
                     continue
-                parsed = _parse_line(text, number)
-                assert not isinstance(parsed, _BadLine)  # the scan saw this line
+                parsed = parse_line(text, number)
+                assert not isinstance(parsed, BadLine)  # the scan saw this line
                 custom_id, body = parsed
-                if custom_id in done:
+                if custom_id in done or (shard is not None and not shard.owns(custom_id)):
                     continue
                 if model is not None and "model" not in body:
                     body["model"] = model
                 yield custom_id, body
 
     async def _consume(
-        self, requests: AsyncIterator[tuple[str, dict[str, Any]]], sink: _Sink
+        self,
+        bad_lines: list[BadLine],
+        requests: AsyncIterator[tuple[str, dict[str, Any]]],
+        sink: _Sink,
     ) -> None:
-        stashed: BaseException | None = None
-        async with self._client.batch(requests, **self._options) as results:
+        writer = _Writer(sink, self._count_written)
+        async with open_background() as background:
+            background.start_soon(writer.serve)
+            hurry = True
             try:
-                async with trio.open_nursery() as nursery:
-                    if self._on_progress is not None:
-                        nursery.start_soon(self._report, results.progress.eventual_values)
-                    try:
-                        async for result in results:
-                            sink.write(result_record(result))
-                            if result.ok:
-                                self._succeeded += 1
-                            else:
-                                self._failed += 1
+                with writer.producer:
+                    for bad in bad_lines:
+                        await writer.put(encode_record(bad_line_record(bad)), False)
+                    async with self._client.batch(requests, **self._options) as results:
                         if self._on_progress is not None:
-                            self._on_progress(results.snapshot())
-                    except trio.Cancelled:
-                        raise
-                    except BaseException as exc:
-                        # Kept out of this nursery (Ctrl-C above all) so it comes out as
-                        # itself, not wrapped in a group.
-                        stashed = exc
-                    finally:
-                        nursery.cancel_scope.cancel()
-            except BaseExceptionGroup as group:
-                # Ctrl-C that reached the progress task instead: one plain interrupt.
-                if group.subgroup(KeyboardInterrupt) is not None:
-                    raise KeyboardInterrupt from group
-                raise
-        if stashed is not None:
-            raise stashed
+                            background.start_soon(self._report, results.progress.eventual_values)
+                        async for result in results:
+                            await writer.put(encode_record(result_record(result)), result.ok)
+                hurry = False
+            finally:
+                await writer.finish(hurry=hurry)
+            if writer.failed is not None:
+                raise writer.failed
+            if self._on_progress is not None:
+                self._on_progress(results.snapshot())
+
+    def _count_written(self, ok: bool) -> None:
+        if ok:
+            self._succeeded += 1
+        else:
+            self._failed += 1
 
     async def _report(self, values: Callable[[], AsyncIterator[BatchProgress]]) -> None:
         assert self._on_progress is not None
@@ -657,6 +653,7 @@ async def run_batch_file(
     retry: RetryPolicy | None = None,
     retry_failed: bool = False,
     on_progress: Callable[[BatchProgress], object] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> BatchFileSummary:
     """Run a Batch API JSONL file (or a file of prompts) through ``client``, durably.
 
@@ -671,6 +668,10 @@ async def run_batch_file(
         model: The model for plain-text input, and for JSONL bodies without one.
         max_concurrent, rpm, tpm, timeout, retry: As for ``client.batch``.
         retry_failed: Send again the requests whose earlier result was a failure.
+        shard: ``(I, N)``: run only shard I of N (1-based) of the input, the requests
+            whose ``custom_id`` hashes there (blake2b, mod N), so N workers given the
+            same input and each its own ``output`` split it without overlap. The
+            command line's ``--shard I/N`` and ``--merge`` add part names and merging.
         on_progress: Called with each new :class:`~trioclient.BatchProgress` snapshot.
 
     Raises:
@@ -689,5 +690,6 @@ async def run_batch_file(
         retry=retry,
         retry_failed=retry_failed,
         on_progress=on_progress,
+        shard=shard,
     )
     return await runner.run()

@@ -92,6 +92,32 @@ def summary_line(summary: BatchFileSummary) -> str:
     )
 
 
+def _merge(args: argparse.Namespace) -> int:
+    """``trioclient batch INPUT -o OUTPUT --merge``: no network, no key."""
+    from trioclient._batch_file import BatchFileError, lock_output
+    from trioclient._shards import MergeError, merge_parts
+
+    if args.output == "-":
+        error_line("--merge needs the file OUTPUT whose parts to merge, not '-'")
+        return EXIT_FAILED
+    source = sys.stdin.buffer if args.input == "-" else args.input
+    try:
+        merged = merge_parts(source, args.output, lock=lock_output)
+    except (MergeError, BatchFileError) as exc:
+        error_line(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:
+        error_line(f"cannot merge into {args.output}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    print(
+        f"trioclient batch: merged {merged.parts} parts: {merged.succeeded} succeeded, "
+        f"{merged.failed} failed -> {merged.output}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return EXIT_FAILED if merged.failed else EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``trioclient batch`` with parsed ``args``; return the exit code."""
     state: dict[str, Any] = {}
@@ -105,6 +131,17 @@ def run(args: argparse.Namespace) -> int:
         if os.path.isdir(args.input):
             error_line(f"is a directory, not a file: {args.input}")
             return EXIT_FAILED
+
+    if args.merge:
+        return _merge(args)
+    output = args.output
+    if args.shard is not None:
+        if output == "-":
+            error_line("--shard needs a file OUTPUT (its part is written beside it), not '-'")
+            return EXIT_FAILED
+        from trioclient._shards import Shard
+
+        output = Shard(*args.shard).part(output)
 
     async def main() -> int:
         import trio
@@ -122,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             runner = BatchFileRunner(
                 client,
                 args.input,
-                args.output,
+                output,
                 model=args.model,
                 max_concurrent=args.max_concurrent,
                 rpm=args.rpm,
@@ -130,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                 timeout=None if args.timeout is None else trioclient.Timeout(total=args.timeout),
                 retry_failed=args.retry_failed,
                 on_progress=on_progress,
+                shard=args.shard,
             )
             state["runner"] = runner
             progress = LiveProgress("batch", lambda: _snapshot(runner, latest))

@@ -45,6 +45,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from .._shards import parse_shard
+
+    try:
+        shard = parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return shard.index, shard.count
+
+
 def _add_endpoint(parser: argparse.ArgumentParser, *, model_default: str | None) -> None:
     parser.add_argument(
         "--base-url",
@@ -131,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="re-send the requests whose result in OUTPUT is an error",
+    )
+    sharding = batch.add_mutually_exclusive_group()
+    sharding.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="run only shard I of N (1 to N) of INPUT, split by custom_id, into "
+        "OUTPUT.part-I-of-N; N workers, one per shard, share the job",
+    )
+    sharding.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge the finished parts OUTPUT.part-*-of-N into OUTPUT (every custom_id "
+        "of INPUT exactly once; nothing is sent)",
     )
 
     # `trioclient serve ...` is handed to the embedded server's own parser before this

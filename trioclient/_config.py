@@ -18,6 +18,20 @@ __all__ = ["DEFAULT_BASE_URL", "Timeout"]
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 
+#: Seconds an idle keep-alive connection may wait to be reused (httpcore's default).
+DEFAULT_KEEPALIVE_EXPIRY = 5.0
+
+
+def check_keepalive_expiry(value: float | None) -> float:
+    """``keepalive_expiry`` as a number of seconds (``None``: no limit, infinity)."""
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"keepalive_expiry must be a number of seconds or None, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"keepalive_expiry must be >= 0 seconds or None, got {value!r}")
+    return float(value)
+
 
 def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:

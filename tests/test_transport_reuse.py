@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 
 import h11
 import httpx
@@ -19,6 +20,8 @@ import trio
 import trio.testing
 from test_transport import (
     LIMIT,
+    Certificate,
+    Handler,
     OneShotBody,
     Server,
     echo,
@@ -28,6 +31,7 @@ from test_transport import (
     send,
     wait_for_eof,
 )
+from test_transport import certificate as certificate  # the fixture
 
 import trioclient
 from trioclient._transport import TrioTransport
@@ -114,7 +118,7 @@ async def test_dropped_request_is_retried_by_the_policy_and_counted() -> None:
 BIG = 8 * 1024 * 1024
 
 
-def refuse_early(status: int, *, close: bool) -> object:
+def refuse_early(status: int, *, close: bool, tls: ssl.SSLContext | None = None) -> Handler:
     """Answer ``status`` as soon as the request head is in, without reading the body.
 
     With ``close``, hang up at once (a kernel resets a connection closed with unread
@@ -122,7 +126,10 @@ def refuse_early(status: int, *, close: bool) -> object:
     then stalls on a full send buffer unless it heard the answer.
     """
 
-    async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
+    async def handler(tcp: trio.SocketStream, server: Server, index: int) -> None:
+        stream: trio.abc.Stream = tcp
+        if tls is not None:
+            stream = trio.SSLStream(tcp, tls, server_side=True)
         conn = h11.Connection(h11.SERVER)
         while True:
             event = conn.next_event()
@@ -143,9 +150,12 @@ def refuse_early(status: int, *, close: bool) -> object:
                     ],
                 )
             )
-            + conn.send(h11.Data(data=body))
-            + conn.send(h11.EndOfMessage())
         )
+        if tls is not None:
+            # The body a moment after the head, so that the client must read it from
+            # the socket, not find it with the head.
+            await trio.sleep(0.05)
+        await stream.send_all(conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         if not close:
             await trio.sleep_forever()
 
@@ -162,7 +172,7 @@ async def test_early_answer_to_a_large_body_is_the_users_error(
 ) -> None:
     big_messages = [{"role": "user", "content": "x" * BIG}]
     with trio.fail_after(LIMIT):
-        async with open_server(refuse_early(status, close=close)) as server:  # type: ignore[arg-type]
+        async with open_server(refuse_early(status, close=close)) as server:
             async with client_for(server, retries=3) as client:
                 with pytest.raises(error) as info:
                     await client.chat.completions.create(model="m", messages=big_messages)
@@ -173,12 +183,55 @@ async def test_early_answer_to_a_large_body_is_the_users_error(
     assert server.accepts == 1
 
 
+@pytest.mark.parametrize("close", [True, False], ids=["then-close", "then-silent"])
+async def test_early_answer_over_tls_is_read(certificate: Certificate, close: bool) -> None:
+    """Over TLS a stopped upload breaks the stream for reading too, so the early
+    answer must be read while the upload still runs."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certificate.cert, certificate.key)
+    transport = TrioTransport(ssl_context=ssl.create_default_context(cafile=certificate.cert))
+    with trio.fail_after(LIMIT):
+        async with open_server(refuse_early(413, close=close, tls=server_context)) as server:
+            request = httpx.Request("POST", f"https://127.0.0.1:{server.port}/", content=b"z" * BIG)
+            response = await transport.handle_async_request(request)
+            body = await response.aread()
+            await transport.aclose()
+    assert response.status_code == 413
+    assert b"refused with 413" in body
+    assert transport._idle == {}  # never reused
+
+
+async def test_a_deadline_while_uploading_a_large_body_is_a_timeout(
+    fast_clock: trio.testing.MockClock,
+) -> None:
+    """A server that neither reads nor answers: the attempt's deadline ends the upload
+    and the watcher together, and the caller sees one clear timeout."""
+
+    async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
+        server.requests.append({"connection": index})
+        await trio.sleep_forever()
+
+    big_messages = [{"role": "user", "content": "x" * BIG}]
+    with trio.fail_after(LIMIT * 20):
+        async with open_server(handler) as server:
+            async with trioclient.Client(
+                api_key="sk-test",
+                base_url=f"http://127.0.0.1:{server.port}/v1",
+                retry=trioclient.RetryPolicy(max_retries=0),
+                timeout=trioclient.Timeout(total=2.0),
+                trust_env=False,
+            ) as client:
+                with pytest.raises(trioclient.APITimeoutError):
+                    await client.chat.completions.create(model="m", messages=big_messages)
+    assert server.accepts == 1
+
+
 async def test_answer_after_a_write_error_is_read() -> None:
     """A streamed body (not watched while sending) meets a broken pipe; the answer
     that came first is still read, as httpcore does."""
     chunks = [b"y" * 65536] * (BIG // 65536)
     with trio.fail_after(LIMIT):
-        async with open_server(refuse_early(413, close=True)) as server:  # type: ignore[arg-type]
+        async with open_server(refuse_early(413, close=True)) as server:
             transport = TrioTransport()
             request = httpx.Request("POST", server.url(), content=OneShotBody(chunks))
             response = await transport.handle_async_request(request)
@@ -303,4 +356,4 @@ def test_bad_keepalive_expiry_is_rejected() -> None:
     with pytest.raises(ValueError, match="keepalive_expiry"):
         TrioTransport(keepalive_expiry=-1)
     with pytest.raises(TypeError, match="keepalive_expiry"):
-        TrioTransport(keepalive_expiry="5")  # type: ignore[arg-type]
+        TrioTransport(keepalive_expiry="5")

@@ -277,8 +277,11 @@ class TrioTransport(httpx.AsyncBaseTransport):
     opens a new one. Bound it outside (trioclient's client uses a
     ``trio.CapacityLimiter``); in exchange no request ever waits for a pool slot.
 
-    A request is never sent twice by the transport: see the module docstring for when
-    an idle connection is reused and what happens when one fails.
+    A request is never sent twice by the transport. An idle connection is reused only
+    if it has been idle at most ``keepalive_expiry`` and its socket is not readable
+    (checked before anything is written); once a byte of a request is out, a failure
+    is raised for the caller's retry policy to judge. A large request is sent while
+    the answer is watched for, so a server refusing it early (413, 401) is heard.
 
     Args:
         connect_timeout: Seconds allowed for TCP connect plus TLS handshake (and a

@@ -362,7 +362,8 @@ def route(environ: Mapping[str, str], url: str) -> str | None:
     if routes is None:
         return None
     parsed = httpx.URL(url)
-    proxy = routes.proxy_for(parsed.scheme, parsed.host, parsed.port or 443)
+    port = parsed.port or {"http": 80, "https": 443}[parsed.scheme]
+    proxy = routes.proxy_for(parsed.scheme, parsed.host, port)
     return None if proxy is None else f"{proxy.host}:{proxy.port}"
 
 
@@ -395,6 +396,8 @@ def route(environ: Mapping[str, str], url: str) -> str | None:
         ({"HTTP_PROXY": "p:1", "NO_PROXY": "10.1.2.3"}, "http://10.1.2.3:9/", None),
         ({"HTTP_PROXY": "p:1", "NO_PROXY": "fd00::/8"}, "http://[fd00::1]/", None),
         ({"HTTP_PROXY": "p:1", "NO_PROXY": " b.example  a.example "}, "http://a.example/", None),
+        ({"HTTP_PROXY": "p:1", "NO_PROXY": "a.example."}, "http://x.a.example./", None),
+        ({"HTTP_PROXY": "p:1", "NO_PROXY": "[::1]:8080,10.1.2.3:80"}, "http://10.1.2.3:80/", None),
     ],
 )
 def test_proxy_routing_rules(environ: dict[str, str], url: str, expected: str | None) -> None:
@@ -435,6 +438,8 @@ def test_client_checks_its_proxy_options_up_front(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValueError, match="HTTPS_PROXY"):
         trioclient.Client(api_key="sk-test")
     trioclient.Client(api_key="sk-test", trust_env=False)
+    # A caller's own client handles proxies itself (httpx[socks] may be installed).
+    trioclient.Client(api_key="sk-test", http_client=httpx.AsyncClient(trust_env=False))
     with pytest.raises(ValueError, match="proxy="):
         trioclient.Client(
             api_key="sk-test", proxy="http://p:1", transport=httpx.MockTransport(print)

@@ -241,7 +241,8 @@ class Client:
                 "proxy= configures trioclient's own transport: set the proxy on your "
                 "http_client or transport instead"
             )
-        resolve_proxy_routes(proxy, trust_env=trust_env)
+        if http_client is None and transport is None:
+            resolve_proxy_routes(proxy, trust_env=trust_env)
         check_keepalive_expiry(keepalive_expiry)
         self._transport_options: dict[str, Any] = {
             "proxy": proxy,

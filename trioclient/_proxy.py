@@ -109,7 +109,8 @@ class _Bypass:
             except ValueError:
                 pass
         subdomains_only = entry.startswith((".", "*."))
-        return cls(domain=entry.lstrip("*").lstrip("."), subdomains_only=subdomains_only, port=port)
+        domain = entry.lstrip("*").lstrip(".").rstrip(".")
+        return cls(domain=domain, subdomains_only=subdomains_only, port=port)
 
     def matches(self, host: str, port: int) -> bool:
         if self.port is not None and port != self.port:

@@ -96,13 +96,16 @@ _TCP_KEEPALIVE = (
 def _enable_tcp_keepalive(sock: trio.socket.SocketType) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in _TCP_KEEPALIVE:
-            option = getattr(socket, name, None)
-            if option is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
     except OSError:
-        # A platform without a setting keeps its default; the idle expiry still holds.
-        pass
+        return
+    for name, value in _TCP_KEEPALIVE:
+        option = getattr(socket, name, None)
+        if option is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+            except OSError:
+                # A platform refusing one setting keeps its default for it.
+                pass
 
 
 @attrs.define(eq=False)

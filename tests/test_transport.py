@@ -352,7 +352,9 @@ class OneShotBody(httpx.AsyncByteStream):
         return self._chunks.pop(0)
 
 
-async def test_keepalive_race_with_streaming_body_is_not_sent_again(transport: TrioTransport) -> None:
+async def test_keepalive_race_with_streaming_body_is_not_sent_again(
+    transport: TrioTransport,
+) -> None:
     with trio.fail_after(LIMIT):
         async with open_server(race_handler()) as server:
             await send(transport, "POST", server.url(), content=b"first")

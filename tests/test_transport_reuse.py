@@ -29,6 +29,7 @@ from test_transport import (
     read_request,
     respond_json,
     send,
+    tls_echo,
     wait_for_eof,
 )
 from test_transport import certificate as certificate  # the fixture
@@ -357,3 +358,26 @@ def test_bad_keepalive_expiry_is_rejected() -> None:
         TrioTransport(keepalive_expiry=-1)
     with pytest.raises(TypeError, match="keepalive_expiry"):
         TrioTransport(keepalive_expiry="5")
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+async def test_large_bodies_answered_normally_keep_the_connection(
+    certificate: Certificate, tls: bool
+) -> None:
+    """The watcher stops without losing a byte when the upload ends first: the answer
+    is read as usual and the connection serves the next request."""
+    payload = b"0123456789abcdef" * 65536  # 1 MiB
+    if tls:
+        handler = tls_echo(certificate)
+        context = ssl.create_default_context(cafile=certificate.cert)
+        transport = TrioTransport(ssl_context=context)
+    else:
+        handler, transport = echo, TrioTransport()
+    with trio.fail_after(LIMIT):
+        async with open_server(handler) as server:
+            url = f"{'https' if tls else 'http'}://127.0.0.1:{server.port}/"
+            for _ in range(3):
+                got = await send(transport, "POST", url, content=payload)
+                assert got.json()["body"] == payload.decode()
+            assert server.accepts == 1
+    await transport.aclose()

@@ -164,13 +164,14 @@ async def test_a_callers_http_client_is_used_and_not_closed(router: respx.Router
     [
         ({"base_url": "not a url"}, ValueError, "not an http"),
         ({"base_url": "ftp://example.com/v1"}, ValueError, "not an http"),
-        ({"base_url": "http://api.example.com/v1"}, ValueError, "plain http"),
+        ({"base_url": "http://api.openai.com/v1"}, ValueError, "plain http"),
         ({"max_concurrent": 0}, ValueError, "max_concurrent"),
         ({"max_concurrent": 2.5}, ValueError, "max_concurrent"),
         ({"api_key": ""}, ValueError, "empty"),
         ({"timeout": "soon"}, TypeError, "timeout"),
         ({"timeout": Timeout(total=5)}, None, None),
-        ({"base_url": "http://api.example.com/v1", "allow_insecure_http": True}, None, None),
+        ({"base_url": "http://api.openai.com/v1", "allow_insecure_http": True}, None, None),
+        ({"base_url": "http://vllm:8000/v1"}, None, None),
     ],
 )
 def test_bad_configuration_is_rejected_up_front(

@@ -146,20 +146,22 @@ async def test_a_callers_http_client_does_not_follow_a_redirect_either() -> None
 @pytest.mark.parametrize(
     "url",
     [
-        "http://api.example.com/v1",
-        "http://10.0.0.7:8000/v1",
-        "http://192.168.1.20/v1",
-        "http://0.0.0.0:8000/v1",
-        "http://127.0.0.1.nip.io/v1",
-        "http://localhost.example.com/v1",
-        "HTTP://API.EXAMPLE.COM/v1",
+        "http://api.x.ai/v1",
+        "HTTP://API.OPENAI.COM/v1",
+        "http://api.openai.com.:80/v1",
+        "http://eu-west-1.api.x.ai/v1",
+        "http://openrouter.ai/api/v1",
+        "http://generativelanguage.googleapis.com/v1beta/openai",
+        "http://api.mistral.ai/v1",
+        "http://myorg.openai.azure.com/openai",
     ],
 )
-def test_plain_http_to_a_remote_host_is_refused_unless_asked_for(
+def test_plain_http_to_a_provider_host_is_refused_unless_asked_for(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(ValueError, match="plain http://") as caught:
         trioclient.Client(api_key=KEY, base_url=url)
+    assert "https://" in str(caught.value)
     assert "allow_insecure_http=True" in str(caught.value)
     assert KEY not in str(caught.value)
     monkeypatch.setenv("TRIOCLIENT_BASE_URL", url)  # the environment gets no pass either
@@ -173,23 +175,28 @@ def test_plain_http_to_a_remote_host_is_refused_unless_asked_for(
     "url",
     [
         "http://127.0.0.1:8000/v1",
-        "http://127.9.9.9/v1",
         "http://localhost:8000/v1",
-        "http://api.localhost/v1",
         "http://[::1]:8000/v1",
+        # Self-hosted servers over plain http, as with the openai SDK:
+        "http://vllm:8000/v1",
+        "http://10.0.0.7:8000/v1",
+        "http://192.168.1.20/v1",
+        "http://llm.lan.example.com/v1",
+        "http://x.ai.example.com/v1",  # only the provider's own domain is protected
         "https://api.example.com/v1",
+        "https://api.x.ai/v1",
     ],
 )
-def test_loopback_and_https_need_no_permission(url: str) -> None:
+def test_self_hosted_loopback_and_https_need_no_permission(url: str) -> None:
     trioclient.Client(api_key=KEY, base_url=url)
 
 
-async def test_the_cli_refuses_plain_http_to_a_remote_host_in_one_line(tmp_path: Path) -> None:
+async def test_the_cli_refuses_plain_http_to_a_provider_host_in_one_line(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("hello\n")
     result = await run_cli(
         "batch", str(source), "-o", str(tmp_path / "out.jsonl"), "--model", MODEL,
-        "--base-url", "http://api.example.com/v1",
+        "--base-url", "http://api.x.ai/v1",
     )  # fmt: skip
     err = result.stderr.decode()
     assert result.returncode == 1, err

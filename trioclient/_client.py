@@ -24,8 +24,15 @@ import trio
 
 from ._attempt import client_sender, parse_chat_completion, transport_sender
 from ._body import build_body
-from ._config import Timeout, resolve_api_key, resolve_base_url
+from ._config import (
+    DEFAULT_KEEPALIVE_EXPIRY,
+    Timeout,
+    check_keepalive_expiry,
+    resolve_api_key,
+    resolve_base_url,
+)
 from ._model_list import Models
+from ._proxy import resolve_proxy_routes
 from ._requester import Connection, Requester
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -173,8 +180,9 @@ class Client:
         api_key: The key; by default ``XAI_API_KEY``, then ``OPENAI_API_KEY``. It is
             sent as a bearer token and never appears in any repr, log or error.
         base_url: The API root; by default ``TRIOCLIENT_BASE_URL``, then
-            ``https://api.x.ai/v1``. Plain ``http://`` is accepted for loopback hosts
-            only, unless ``allow_insecure_http=True``.
+            ``https://api.x.ai/v1``. Plain ``http://`` is accepted for any host (a
+            self-hosted server) except the public providers' API hosts, where the key
+            must travel over https (see docs/network.md).
         max_concurrent: How many requests may be in progress at once (adjustable later
             through the attribute of the same name).
         limiter: A :class:`trio.CapacityLimiter` to share one budget among several
@@ -193,7 +201,13 @@ class Client:
         default_query: Query parameters added to every URL (Azure's ``api-version``).
         organization: Sent as ``OpenAI-Organization`` (default ``OPENAI_ORG_ID``).
         project: Sent as ``OpenAI-Project`` (default ``OPENAI_PROJECT_ID``).
-        allow_insecure_http: Allow ``http://`` to a host that is not loopback.
+        allow_insecure_http: Allow ``http://`` even to a public provider's API host.
+        proxy: A proxy URL (``http://[user:password@]host:port``) for every request of
+            trioclient's own transport; https goes through it with ``CONNECT``.
+        trust_env: Honour ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
+            ``NO_PROXY`` (the default, as httpx does); ``False`` ignores them.
+        keepalive_expiry: Seconds an idle connection may wait to be reused before it
+            is closed instead (``None``: no limit).
         max_response_bytes: Refuse a response body larger than this.
 
     Raises:
@@ -218,9 +232,27 @@ class Client:
         project: str | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | httpx.URL | None = None,
+        trust_env: bool = True,
+        keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
+        # Settings of the transport __aenter__ builds, checked here so that a bad proxy
+        # URL (given or from the environment) fails at construction.
+        if proxy is not None and (http_client is not None or transport is not None):
+            raise ValueError(
+                "proxy= configures trioclient's own transport: set the proxy on your "
+                "http_client or transport instead"
+            )
+        if http_client is None and transport is None:
+            resolve_proxy_routes(proxy, trust_env=trust_env)
+        check_keepalive_expiry(keepalive_expiry)
+        self._transport_options: dict[str, Any] = {
+            "proxy": proxy,
+            "trust_env": trust_env,
+            "keepalive_expiry": keepalive_expiry,
+        }
         if limiter is not None and max_concurrent is not _UNSET:
             raise ValueError("pass max_concurrent or limiter, not both")
         if limiter is None:
@@ -377,7 +409,9 @@ class Client:
             if self._transport is None:
                 from ._transport import TrioTransport
 
-                self._transport = TrioTransport(connect_timeout=self.timeout.connect)
+                self._transport = TrioTransport(
+                    connect_timeout=self.timeout.connect, **self._transport_options
+                )
                 self._owns_transport = True
             connection.sender = transport_sender(self._transport)
         connection.state = "open"

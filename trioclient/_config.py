@@ -6,7 +6,6 @@ frozen, so one can be shared by many clients and changed with :func:`attrs.evolv
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 from typing import Any
@@ -17,6 +16,20 @@ import httpx
 __all__ = ["DEFAULT_BASE_URL", "Timeout"]
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
+
+#: Seconds an idle keep-alive connection may wait to be reused (httpcore's default).
+DEFAULT_KEEPALIVE_EXPIRY = 5.0
+
+
+def check_keepalive_expiry(value: float | None) -> float:
+    """``keepalive_expiry`` as a number of seconds (``None``: no limit, infinity)."""
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"keepalive_expiry must be a number of seconds or None, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"keepalive_expiry must be >= 0 seconds or None, got {value!r}")
+    return float(value)
 
 
 def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -103,20 +116,57 @@ def resolve_api_key(api_key: str | None) -> str:
     return api_key
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+#: The public providers' API domains (and their subdomains), reached over https only.
+#: A key for one of them is a real, billed credential; a self-hosted server (vLLM in
+#: docker compose, a LAN box) is reached over plain http like with the openai SDK.
+PROVIDER_DOMAINS = frozenset(
+    {
+        "x.ai",
+        "openai.com",
+        "openai.azure.com",
+        "openrouter.ai",
+        "googleapis.com",
+        "mistral.ai",
+        "anthropic.com",
+        "groq.com",
+        "together.xyz",
+        "together.ai",
+        "deepseek.com",
+        "fireworks.ai",
+        "perplexity.ai",
+        "cohere.com",
+        "cohere.ai",
+        "deepinfra.com",
+        "cerebras.ai",
+        "api.nvidia.com",
+        "huggingface.co",
+        "moonshot.ai",
+        "moonshot.cn",
+        "dashscope.aliyuncs.com",
+    }
+)
+
+
+def is_provider_host(host: str) -> bool:
+    """Whether ``host`` is (under) one of :data:`PROVIDER_DOMAINS`, case and a trailing
+    dot ignored."""
+    host = host.lower().rstrip(".")
+    while True:
+        if host in PROVIDER_DOMAINS:
+            return True
+        _, dot, host = host.partition(".")
+        if not dot:
+            return False
 
 
 def resolve_base_url(base_url: str | httpx.URL | None, *, allow_insecure_http: bool) -> httpx.URL:
     """The explicit URL, else ``TRIOCLIENT_BASE_URL``, else the xAI API.
 
-    The key travels in a header, so it is only sent over plain ``http://`` to a loopback
-    host (the embedded server, a local vLLM) unless the caller says otherwise.
+    Plain ``http://`` works for any host (a self-hosted server: a docker-compose
+    service name, a LAN host running vLLM), except a public provider's API host
+    (:data:`PROVIDER_DOMAINS`): the key travels in a header, and a real provider key
+    must not cross the network in clear text. ``allow_insecure_http=True`` lifts that
+    last rule too.
     """
     if base_url is None:
         base_url = os.environ.get("TRIOCLIENT_BASE_URL") or DEFAULT_BASE_URL
@@ -133,11 +183,12 @@ def resolve_base_url(base_url: str | httpx.URL | None, *, allow_insecure_http: b
         )
     if url.query or url.fragment:
         raise ValueError(f"base_url {str(base_url)!r} must not have a query or fragment")
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and is_provider_host(url.host):
         raise ValueError(
-            f"base_url {str(url)!r} is plain http:// to a host that is not loopback: the API "
-            "key would cross the network unencrypted. Use https://, or pass "
-            "allow_insecure_http=True if you mean it."
+            f"base_url {str(url)!r} is plain http:// to a public provider's API host: the "
+            "API key would cross the network unencrypted. Use "
+            f"{str(url.copy_with(scheme='https', port=None if url.port == 80 else url.port))!r} (or pass allow_insecure_http=True "
+            "if you really mean it)."
         )
     path = url.raw_path.rstrip(b"/")
     return url.copy_with(raw_path=path + b"/")

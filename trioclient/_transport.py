@@ -12,9 +12,23 @@ That is what :class:`TrioTransport` does. Think of it as a coat rack per origin
 (scheme, host, port): a request takes the most recently hung connection (LIFO, so
 the warmest sockets are reused and cold ones age out on the server side) or opens a
 new one; a response read to its end hangs its connection back up. Anything else (a
-response abandoned half-way, an error, a cancellation, ``Connection: close``) closes
-the socket, because a connection in an unknown state must never serve another
-request.
+response abandoned half-way, an error, a cancellation, ``Connection: close``, bytes
+after the end of the response) closes the socket, because a connection in an unknown
+state must never serve another request.
+
+Before an idle connection is reused it must pass :meth:`_Connection.has_expired`, the
+same two questions httpcore asks: has it been idle longer than ``keepalive_expiry``
+(a NAT or load balancer may have forgotten it without telling either side), and is the
+idle socket readable (the server closed it, or sent bytes nobody asked for)? Either
+way it is closed and the next one is tried, before a single byte of the request is
+written.
+
+Once any byte of a request has been written, this transport never sends it again: a
+connection that fails afterwards raises an ordinary ``httpx`` error, and whether to
+try again is the caller's retry policy's decision (counted, bounded, and absent when
+retries are off). A server that answers before it has read the whole body (413, 401)
+is heard: large bodies are sent while the response head is watched for, and after a
+write error whatever response head already arrived is still read.
 
 The protocol itself is h11's sans-I/O state machine; this module only moves bytes
 between it and a trio stream, and turns every failure into the httpx exception the
@@ -29,6 +43,7 @@ trio cancel scope, which covers connect, send and the whole response at once.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import weakref
 
@@ -36,6 +51,9 @@ import attrs
 import h11
 import httpx
 import trio
+
+from ._config import DEFAULT_KEEPALIVE_EXPIRY, check_keepalive_expiry
+from ._proxy import ProxyURL, resolve_proxy_routes
 
 __all__ = ["TrioTransport"]
 
@@ -55,6 +73,41 @@ _NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 
+# Bodies larger than this are sent by a task of their own while the response head is
+# watched for, so that a server refusing the body early (413, 401) is heard at once
+# instead of after a broken pipe or a full send buffer. Smaller bodies fit in the
+# kernel's send buffer, so a single send_all cannot block on them.
+_WATCH_BODY_SIZE = 65536
+
+# The largest body of an early answer (see TrioTransport._send_watching) read into
+# memory; error bodies are small.
+_EARLY_ANSWER_LIMIT = 1 << 20
+
+# TCP keepalive probes: after a minute of silence, then every 10 s, 6 unanswered probes
+# declare the connection dead (about two minutes), so a peer that vanished behind a
+# NAT is noticed while a response is awaited, not at the caller's deadline.
+_TCP_KEEPALIVE = (
+    ("TCP_KEEPIDLE", 60),
+    ("TCP_KEEPALIVE", 60),  # macOS's name for TCP_KEEPIDLE
+    ("TCP_KEEPINTVL", 10),
+    ("TCP_KEEPCNT", 6),
+)
+
+
+def _enable_tcp_keepalive(sock: trio.socket.SocketType) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError:
+        return
+    for name, value in _TCP_KEEPALIVE:
+        option = getattr(socket, name, None)
+        if option is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+            except OSError:
+                # A platform refusing one setting keeps its default for it.
+                pass
+
 
 @attrs.define(eq=False)
 class _Connection:
@@ -68,6 +121,18 @@ class _Connection:
     sock: trio.socket.SocketType
     h11: h11.Connection
     origin: _Origin
+    # trio.current_time() when it was last hung back up as idle.
+    idle_since: float = 0.0
+
+    def has_expired(self, now: float, keepalive_expiry: float) -> bool:
+        """Whether this idle connection must not be reused (see the module docstring).
+
+        A readable idle socket means the server closed it or sent bytes nobody asked
+        for; either way it is unusable. One poll(2) call is far cheaper than a failed
+        request. (Over TLS, a late session ticket also reads as readable; dropping that
+        connection is harmless.)
+        """
+        return now - self.idle_since > keepalive_expiry or self.sock.is_readable()
 
 
 def _close_socket(sock: trio.socket.SocketType) -> None:
@@ -123,19 +188,6 @@ async def _hard_close(conn: _Connection) -> None:
     """
     with trio.CancelScope(shield=True):
         await trio.aclose_forcefully(conn.stream)
-
-
-class _StaleConnection(Exception):
-    """A reused keep-alive connection died before sending a single response byte.
-
-    That is the classic keep-alive race (the server closed an idle connection just
-    as we picked it up), not a server error, so the request may be sent again on a
-    fresh connection. ``error`` is the httpx exception to raise if it cannot be.
-    """
-
-    def __init__(self, error: httpx.TransportError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -229,18 +281,34 @@ class TrioTransport(httpx.AsyncBaseTransport):
     opens a new one. Bound it outside (trioclient's client uses a
     ``trio.CapacityLimiter``); in exchange no request ever waits for a pool slot.
 
+    A request is never sent twice by the transport. An idle connection is reused only
+    if it has been idle at most ``keepalive_expiry`` and its socket is not readable
+    (checked before anything is written); once a byte of a request is out, a failure
+    is raised for the caller's retry policy to judge. A large request is sent while
+    the answer is watched for, so a server refusing it early (413, 401) is heard.
+
     Args:
-        connect_timeout: Seconds allowed for TCP connect plus TLS handshake, or
-            ``None`` for no limit. Exceeding it raises ``httpx.ConnectTimeout``.
+        connect_timeout: Seconds allowed for TCP connect plus TLS handshake (and a
+            proxy's ``CONNECT``), or ``None`` for no limit. Exceeding it raises
+            ``httpx.ConnectTimeout``.
         ssl_context: Context for https origins. By default
             ``ssl.create_default_context()``, created on first https use.
         max_idle_per_origin: How many idle keep-alive connections to keep per
             origin; connections released beyond that are closed.
         max_response_head: Largest response head (status line plus headers) in
             bytes; a bigger one raises ``httpx.RemoteProtocolError``.
+        keepalive_expiry: Seconds an idle connection may wait to be reused; an older
+            one is closed instead (``None``: no limit). As httpcore's default, 5 s:
+            shorter than the idle timeouts of common servers and load balancers.
+        proxy: A proxy URL (``http://[user:password@]host:port``) for every request,
+            plain http forwarded through it, https tunnelled with ``CONNECT``.
+            Replaces the environment's proxies.
+        trust_env: Without ``proxy``, use ``HTTP_PROXY``, ``HTTPS_PROXY``,
+            ``ALL_PROXY`` and ``NO_PROXY`` as httpx does (loopback hosts always go
+            direct). ``False`` ignores them.
 
     Raises:
-        ValueError: If a limit is not positive.
+        ValueError: If a limit is not positive, or a proxy URL is not usable.
     """
 
     def __init__(
@@ -250,6 +318,9 @@ class TrioTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         max_idle_per_origin: int = 1024,
         max_response_head: int = 65536,
+        keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
+        proxy: str | httpx.URL | None = None,
+        trust_env: bool = True,
     ) -> None:
         if connect_timeout is not None and not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0 or None, got {connect_timeout!r}")
@@ -261,6 +332,9 @@ class TrioTransport(httpx.AsyncBaseTransport):
         self._ssl_context = ssl_context
         self._max_idle = max_idle_per_origin
         self._max_head = max_response_head
+        self._keepalive_expiry = check_keepalive_expiry(keepalive_expiry)
+        self._proxy_routes = resolve_proxy_routes(proxy, trust_env=trust_env)
+        self._proxy_for: dict[_Origin, ProxyURL | None] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._closed = False
 
@@ -273,7 +347,8 @@ class TrioTransport(httpx.AsyncBaseTransport):
         Raises:
             httpx.ConnectError: The connection could not be opened.
             httpx.ConnectTimeout: Connect plus TLS handshake exceeded ``connect_timeout``.
-            httpx.WriteError: Sending the request failed.
+            httpx.ProxyError: The proxy refused to open a tunnel.
+            httpx.WriteError: Sending the request failed, and no response came.
             httpx.ReadError: Reading the response failed.
             httpx.RemoteProtocolError: The server broke HTTP/1.1 or closed early.
             httpx.LocalProtocolError: The request cannot be expressed in HTTP/1.1.
@@ -286,38 +361,45 @@ class TrioTransport(httpx.AsyncBaseTransport):
         port = url.port
         origin = (scheme, url.raw_host, port or _DEFAULT_PORTS.get(scheme, 0))
         try:
-            # Bytes bodies (the only replayable kind) are read at construction.
+            # Bytes bodies (all of trioclient's) are read at construction.
             body: bytes | None = request.content
         except httpx.RequestNotRead:
             body = None
+        proxy = None
+        if self._proxy_routes is not None:
+            proxy = self._route(origin)
 
-        h11_request = self._h11_request(request, url)
+        h11_request = self._h11_request(request, url, proxy if scheme == b"http" else None)
+        conn: _Connection | None = None
         idle = self._idle.get(origin)
-        while idle:
-            conn = idle.pop()
-            # A readable idle connection has either been closed by the server or
-            # sent bytes nobody asked for; either way it is unusable. One poll(2)
-            # call is far cheaper than a failed request. (Over TLS, a late session
-            # ticket also reads as readable; dropping that connection is harmless.)
-            if conn.sock.is_readable():
-                await _hard_close(conn)
-                continue
-            try:
-                return await self._exchange(conn, request, h11_request, body, reused=True)
-            except _StaleConnection as exc:
-                # A streaming body was consumed by the failed attempt: it cannot be
-                # sent again, so the caller gets the error (and may retry itself).
-                if body is None:
-                    raise exc.error from exc.error.__cause__
-            # The keep-alive race: retry once, on a fresh connection. (h11 events
-            # are immutable, so the same Request event serves again.)
-            break
+        if idle:
+            # The warmest idle connection that passes has_expired. Nothing has been
+            # written to one that fails it, so trying the next is not a re-send.
+            now = trio.current_time()
+            while idle:
+                candidate = idle.pop()
+                if not candidate.has_expired(now, self._keepalive_expiry):
+                    conn = candidate
+                    break
+                await _hard_close(candidate)
+        if conn is None:
+            conn = await self._connect(origin, request, proxy)
+        return await self._exchange(conn, request, h11_request, body)
 
-        conn = await self._connect(origin, request)
-        return await self._exchange(conn, request, h11_request, body, reused=False)
+    def _route(self, origin: _Origin) -> ProxyURL | None:
+        try:
+            return self._proxy_for[origin]
+        except KeyError:
+            assert self._proxy_routes is not None
+            scheme, host, port = origin
+            proxy = self._proxy_routes.proxy_for(scheme.decode("ascii"), host.decode("ascii"), port)
+            self._proxy_for[origin] = proxy
+            return proxy
 
     @staticmethod
-    def _h11_request(request: httpx.Request, url: httpx.URL) -> h11.Request:
+    def _h11_request(
+        request: httpx.Request, url: httpx.URL, forward_proxy: ProxyURL | None
+    ) -> h11.Request:
         headers = request.headers.raw
         for name, _ in headers:
             if name.lower() == b"host":
@@ -326,12 +408,20 @@ class TrioTransport(httpx.AsyncBaseTransport):
             # h11 refuses HTTP/1.1 requests without Host; httpx adds it unless a
             # caller removed it, so this is the rare path.
             headers.insert(0, (b"Host", url.netloc))
+        target = url.raw_path
+        if forward_proxy is not None:
+            # A forwarding proxy is asked for the absolute URL (RFC 9112, 3.2.2).
+            target = url.raw_scheme + b"://" + url.netloc + target
+            if forward_proxy.authorization is not None:
+                headers.append((b"Proxy-Authorization", forward_proxy.authorization))
         try:
-            return h11.Request(method=request.method, target=url.raw_path, headers=headers)
+            return h11.Request(method=request.method, target=target, headers=headers)
         except h11.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
 
-    async def _connect(self, origin: _Origin, request: httpx.Request) -> _Connection:
+    async def _connect(
+        self, origin: _Origin, request: httpx.Request, proxy: ProxyURL | None
+    ) -> _Connection:
         scheme, host, port = origin
         if scheme == b"https":
             context = self._ssl_context
@@ -345,14 +435,23 @@ class TrioTransport(httpx.AsyncBaseTransport):
                 "TrioTransport speaks http and https",
                 request=request,
             )
+        where = f"{host.decode('ascii', 'replace')}:{port}"
+        if proxy is not None:
+            where = f"proxy {proxy.host}:{proxy.port} (for {where})"
         timeout = self._connect_timeout
         tcp: trio.SocketStream | None = None
         conn: _Connection | None = None
         with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
             try:
-                tcp = await trio.open_tcp_stream(host, port)
+                if proxy is None:
+                    tcp = await trio.open_tcp_stream(host, port)
+                else:
+                    tcp = await trio.open_tcp_stream(proxy.host, proxy.port)
+                _enable_tcp_keepalive(tcp.socket)
                 stream: trio.abc.Stream = tcp
                 if context is not None:
+                    if proxy is not None:
+                        await _open_tunnel(tcp, proxy, origin, request, self._max_head)
                     stream = trio.SSLStream(
                         tcp,
                         context,
@@ -369,8 +468,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                 _close_when_collected(conn)
             except _NETWORK_ERRORS as exc:
                 raise httpx.ConnectError(
-                    f"cannot connect to {host.decode('ascii', 'replace')}:{port}: {_describe(exc)}",
-                    request=request,
+                    f"cannot connect to {where}: {_describe(exc)}", request=request
                 ) from exc
             finally:
                 if conn is None and tcp is not None:
@@ -380,9 +478,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
         if conn is None:
             assert scope.cancelled_caught
             raise httpx.ConnectTimeout(
-                f"connecting to {host.decode('ascii', 'replace')}:{port} took longer "
-                f"than {timeout} s",
-                request=request,
+                f"connecting to {where} took longer than {timeout} s", request=request
             )
         return conn
 
@@ -392,79 +488,48 @@ class TrioTransport(httpx.AsyncBaseTransport):
         request: httpx.Request,
         h11_request: h11.Request,
         body: bytes | None,
-        *,
-        reused: bool,
     ) -> httpx.Response:
         """Send the request on ``conn`` and read up to the response head.
 
-        Closes ``conn`` on any failure or cancellation. On a reused connection that
-        fails before any response byte, raises :class:`_StaleConnection`.
+        Closes ``conn`` on any failure or cancellation. Never sends anything twice.
         """
         h = conn.h11
-        stream = conn.stream
-        received = False
         ok = False
         try:
+            write_error: BaseException | None = None
+            head: h11.Response | None = None
             try:
-                if body is not None:
+                if body is None:
+                    await self._send_streaming(conn, request, h11_request)
+                else:
                     # One buffer, one send: head, body and end of message together.
                     out = h.send(h11_request)
                     if body:
                         out += h.send(h11.Data(data=body))
                     out += h.send(h11.EndOfMessage())
-                    await stream.send_all(out)
-                else:
-                    await self._send_streaming(conn, request, h11_request)
+                    if len(out) > _WATCH_BODY_SIZE:
+                        watched = await self._send_watching(conn, request, out)
+                        if isinstance(watched, httpx.Response):
+                            return watched  # an early answer; the connection is closed
+                        head = watched
+                    else:
+                        await conn.stream.send_all(out)
             except _NETWORK_ERRORS as exc:
-                error: httpx.TransportError = httpx.WriteError(
-                    f"error sending the request: {_describe(exc)}", request=request
-                )
-                error.__cause__ = exc
-                if reused:
-                    raise _StaleConnection(error) from exc
-                raise error from exc
+                write_error = exc
             except h11.LocalProtocolError as exc:
                 raise httpx.LocalProtocolError(str(exc), request=request) from exc
-
-            while True:
-                try:
-                    event = h.next_event()
-                except h11.RemoteProtocolError as exc:
-                    raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-                if event is h11.NEED_DATA:
-                    try:
-                        data = await stream.receive_some(_READ_SIZE)
-                    except _NETWORK_ERRORS as exc:
-                        error = httpx.ReadError(
-                            f"error reading the response: {_describe(exc)}", request=request
-                        )
-                        error.__cause__ = exc
-                        if reused and not received:
-                            raise _StaleConnection(error) from exc
-                        raise error from exc
-                    if not data:
-                        error = httpx.RemoteProtocolError(
-                            "server closed the connection without sending a complete response head",
-                            request=request,
-                        )
-                        if reused and not received:
-                            raise _StaleConnection(error)
-                        raise error
-                    received = True
-                    h.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
-                elif type(event) is h11.Response:
-                    break
-                elif type(event) is not h11.InformationalResponse:
-                    raise httpx.RemoteProtocolError(
-                        f"unexpected HTTP event before the response head: {event!r}",
-                        request=request,
-                    )
+            if write_error is not None:
+                # h11 believes the rest was sent: tell it otherwise, so the connection
+                # is never reused, and still read what the server may have said.
+                h.send_failed()
+            if head is None:
+                head = await self._read_head(conn, request, write_error)
+            response = head
             ok = True
         finally:
             if not ok:
                 await _hard_close(conn)
 
-        response = event
         return httpx.Response(
             response.status_code,
             headers=response.headers.raw_items(),
@@ -472,6 +537,103 @@ class TrioTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
             request=request,
         )
+
+    async def _read_head(
+        self, conn: _Connection, request: httpx.Request, write_error: BaseException | None
+    ) -> h11.Response:
+        """Read up to the final response head.
+
+        After a write error the server may still have answered (a 413 before reading
+        the body), so the head is read all the same; if none came, the write error is
+        the one raised.
+        """
+        h = conn.h11
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            if event is h11.NEED_DATA:
+                try:
+                    data = await conn.stream.receive_some(_READ_SIZE)
+                except _NETWORK_ERRORS as exc:
+                    if write_error is not None:
+                        raise _write_error(write_error, request) from write_error
+                    raise httpx.ReadError(
+                        f"error reading the response: {_describe(exc)}", request=request
+                    ) from exc
+                if not data:
+                    if write_error is not None:
+                        raise _write_error(write_error, request) from write_error
+                    raise httpx.RemoteProtocolError(
+                        "server closed the connection without sending a complete response head",
+                        request=request,
+                    )
+                h.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
+            elif type(event) is h11.Response:
+                return event
+            elif type(event) is not h11.InformationalResponse:
+                raise httpx.RemoteProtocolError(
+                    f"unexpected HTTP event before the response head: {event!r}",
+                    request=request,
+                )
+
+    async def _send_watching(
+        self, conn: _Connection, request: httpx.Request, out: bytes
+    ) -> httpx.Response | h11.Response | None:
+        """Send a large request while watching for an early answer.
+
+        Returns ``None`` once everything was sent with no response head yet (the
+        caller reads it as usual), or the head if it came just as the upload ended.
+        If the server answers before the upload ended (a 413 or 401 before it read the
+        body), or the upload failed and an answer came all the same, that answer is
+        returned as a complete response, its body read while the upload was still
+        running: a stopped upload breaks a TLS stream, so nothing could be read after
+        it. The caller then closes the connection.
+
+        Raises:
+            httpx.WriteError: The upload failed and no answer came.
+        """
+        sent = False
+        head_arrived = False
+        write_error: BaseException | None = None
+        read_error: Exception | None = None
+        head: h11.Response | None = None
+        answer: httpx.Response | None = None
+
+        async with trio.open_nursery() as nursery:
+
+            async def upload() -> None:
+                nonlocal sent, write_error
+                try:
+                    await conn.stream.send_all(out)
+                except _NETWORK_ERRORS as exc:
+                    # The watcher goes on: a dead connection ends its read soon.
+                    write_error = exc
+                    return
+                sent = True
+                if not head_arrived:
+                    # The normal case: stop watching, the caller reads the head.
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(upload)
+            try:
+                head = await self._read_head(conn, request, None)
+                head_arrived = True
+                if not sent:
+                    answer = await _read_early_answer(conn, request, head)
+            except Exception as exc:
+                read_error = exc
+            # Whatever the upload still had to send, the server does not want.
+            nursery.cancel_scope.cancel()
+
+        if answer is not None:
+            return answer
+        if write_error is not None:
+            raise _write_error(write_error, request) from write_error
+        if read_error is not None:
+            raise read_error
+        return head
 
     async def _send_streaming(
         self, conn: _Connection, request: httpx.Request, h11_request: h11.Request
@@ -485,21 +647,49 @@ class TrioTransport(httpx.AsyncBaseTransport):
         h = conn.h11
         stream = conn.stream
         await stream.send_all(h.send(h11_request))
-        async for chunk in request_stream:
-            if chunk:
-                await stream.send_all(h.send(h11.Data(data=chunk)))
+        chunks = request_stream.__aiter__()
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    await stream.send_all(h.send(h11.Data(data=chunk)))
+        finally:
+            # httpx's own body iterators are async generators: one abandoned by a
+            # failed send must be closed here, not left to the garbage collector.
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
         await stream.send_all(h.send(h11.EndOfMessage()))
 
     async def _release(self, conn: _Connection) -> None:
-        """Hang a connection whose response was read to the end back up, if we can."""
+        """Hang a connection whose response was read to the end back up, if we can.
+
+        Not if either side wants it closed, nor if bytes came after the end of the
+        response: they answer no request of ours, and the next request would read
+        them as its own answer.
+        """
         h = conn.h11
-        if self._closed or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+        if (
+            self._closed
+            or h.our_state is not h11.DONE
+            or h.their_state is not h11.DONE
+            or h.trailing_data[0]
+        ):
             await _hard_close(conn)
             return
         h.start_next_cycle()
+        now = conn.idle_since = trio.current_time()
         idle = self._idle.get(conn.origin)
         if idle is None:
             idle = self._idle[conn.origin] = []
+        elif idle and now - idle[0].idle_since > self._keepalive_expiry:
+            # The oldest connections sit at the bottom of the stack, where reuse never
+            # reaches them while traffic flows: close the expired ones now.
+            expired = 0
+            while expired < len(idle) and now - idle[expired].idle_since > self._keepalive_expiry:
+                expired += 1
+            stale, idle[:expired] = idle[:expired], []
+            for old in stale:
+                await _hard_close(old)
         if len(idle) < self._max_idle:
             idle.append(conn)
         else:
@@ -518,3 +708,100 @@ class TrioTransport(httpx.AsyncBaseTransport):
                     with trio.move_on_after(_CLOSE_TIMEOUT):
                         await conn.stream.aclose()
                     await trio.aclose_forcefully(conn.stream)
+
+
+def _write_error(exc: BaseException, request: httpx.Request) -> httpx.WriteError:
+    return httpx.WriteError(f"error sending the request: {_describe(exc)}", request=request)
+
+
+async def _read_early_answer(
+    conn: _Connection, request: httpx.Request, head: h11.Response
+) -> httpx.Response:
+    """The whole of a response that came before the request was fully sent."""
+    h = conn.h11
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            event = h.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        if event is h11.NEED_DATA:
+            try:
+                data = await conn.stream.receive_some(_READ_SIZE)
+            except _NETWORK_ERRORS as exc:
+                raise httpx.ReadError(
+                    f"error reading the response: {_describe(exc)}", request=request
+                ) from exc
+            h.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
+        elif type(event) is h11.Data:
+            size += len(event.data)
+            if size > _EARLY_ANSWER_LIMIT:
+                raise httpx.RemoteProtocolError(
+                    f"the server answered {head.status_code} before reading the request "
+                    f"body, with a body over {_EARLY_ANSWER_LIMIT} bytes",
+                    request=request,
+                )
+            chunks.append(bytes(event.data))
+        elif type(event) is h11.EndOfMessage:
+            break
+        else:
+            raise httpx.RemoteProtocolError(
+                f"unexpected HTTP event while reading the response body: {event!r}",
+                request=request,
+            )
+    return httpx.Response(
+        head.status_code,
+        headers=head.headers.raw_items(),
+        stream=httpx.ByteStream(b"".join(chunks)),
+        extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        request=request,
+    )
+
+
+async def _open_tunnel(
+    tcp: trio.SocketStream,
+    proxy: ProxyURL,
+    origin: _Origin,
+    request: httpx.Request,
+    max_head: int,
+) -> None:
+    """Ask an HTTP proxy for a tunnel to ``origin`` (``CONNECT``, RFC 9110 9.3.6)."""
+    _, host, port = origin
+    target = (b"[" + host + b"]" if b":" in host else host) + b":%d" % port
+    headers = [(b"Host", target)]
+    if proxy.authorization is not None:
+        headers.append((b"Proxy-Authorization", proxy.authorization))
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
+    await tcp.send_all(
+        h.send(h11.Request(method=b"CONNECT", target=target, headers=headers))
+        + h.send(h11.EndOfMessage())
+    )
+    where = f"proxy {proxy.host}:{proxy.port}"
+    while True:
+        try:
+            event = h.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.ProxyError(
+                f"{where} sent a bad CONNECT answer: {exc}", request=request
+            ) from exc
+        if event is h11.NEED_DATA:
+            data = await tcp.receive_some(_READ_SIZE)
+            if not data:
+                raise httpx.ProxyError(
+                    f"{where} closed the connection before answering CONNECT", request=request
+                )
+            h.receive_data(data)
+        elif type(event) is h11.Response:
+            break
+        elif type(event) is not h11.InformationalResponse:
+            raise httpx.ProxyError(f"{where} sent {event!r} in answer to CONNECT", request=request)
+    if not 200 <= event.status_code < 300:
+        hint = " (check the user and password in the proxy URL)" if event.status_code == 407 else ""
+        raise httpx.ProxyError(
+            f"{where} refused a tunnel to {target.decode('ascii', 'replace')}: "
+            f"{event.status_code} {event.reason.decode('ascii', 'replace')}{hint}",
+            request=request,
+        )
+    if h.trailing_data[0]:
+        raise httpx.ProxyError(f"{where} sent bytes after its CONNECT answer", request=request)

@@ -482,12 +482,10 @@ def test_chunks_built_by_the_fast_path_equal_those_built_by_attrs() -> None:
                 0,
                 ChoiceDelta("assistant", "Hello", (), None, None, choice["delta"]),
                 "stop",
-                choice,
+                data=choice,
             ),
         ),
-        None,
-        None,
-        raw,
+        data=raw,
     )
     assert fast == slow and repr(fast) == repr(slow)
     assert fast.to_dict() == raw

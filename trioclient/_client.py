@@ -36,15 +36,13 @@ from ._attempt import (
     Pacer,
     Sender,
     client_sender,
-    error_detail,
-    parse_json,
     raise_for_status,
     read_body,
     send,
     transport_sender,
 )
 from ._config import Timeout, resolve_api_key, resolve_base_url
-from ._exceptions import APIError, APIResponseValidationError, APITimeoutError, RateLimitError
+from ._exceptions import APIError, APITimeoutError, RateLimitError
 from ._gate import RateLimitGate
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -521,19 +519,9 @@ class Client:
             raise APITimeoutError(message, request=request)
         assert response is not None
         raise_for_status(response, body)
-        from ._models import ChatCompletion  # loaded with the first answer, not on import
+        from ._models import completion_from_response  # loaded with the first answer
 
-        data = parse_json(response, body)
-        try:
-            if type(data) is dict and "error" in data and "choices" not in data:
-                # Some servers and proxies report a failure inside a 200; say what it was.
-                raise APIResponseValidationError(
-                    f"invalid response: a 200 carrying an error: {error_detail(data) or data['error']!r}"
-                )
-            return ChatCompletion.from_dict(data)
-        except APIResponseValidationError as error:
-            error.request = request
-            raise
+        return completion_from_response(response, body)
 
 
 class ChatNamespace:

@@ -16,13 +16,15 @@ Tool calls are where providers differ most, so the rules are written out:
   every call 0): two calls are never merged into one corrupt call;
 * the ``id``, ``type`` and ``name`` are taken once: a provider that repeats them in
   every piece does not get them concatenated (a name that grows by fragments, one
-  that is not a repeat of the whole, is still joined);
+  that is not a repeat of the whole, is still joined); a piece whose arguments repeat
+  the whole arguments so far, complete JSON, is a repeat too, not more arguments;
 * other keys of a piece (Gemini's ``extra_content`` with its thought signature) are
   kept on the call, so the message can go back to the provider as it came.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ._models import ChatCompletion, ChatCompletionChunk, ChoiceDeltaToolCall, Usage
@@ -33,7 +35,7 @@ _CALL_KEYS = frozenset({"index", "id", "type", "function"})
 
 
 class _CallParts:
-    __slots__ = ("arguments", "extra", "id", "index", "name", "type")
+    __slots__ = ("arguments", "extra", "id", "index", "length", "name", "type")
 
     def __init__(self, index: int | None) -> None:
         self.index = index
@@ -41,6 +43,7 @@ class _CallParts:
         self.type: str | None = None
         self.name: str | None = None
         self.arguments: list[str] = []
+        self.length = 0  # of the arguments so far
         self.extra: dict[str, Any] = {}
 
     def add(self, call: ChoiceDeltaToolCall) -> None:
@@ -54,13 +57,26 @@ class _CallParts:
                 self.name = name
             elif name != self.name:
                 self.name += name
-        if call.function_arguments:
-            self.arguments.append(call.function_arguments)
+        arguments = call.function_arguments
+        if arguments and not self._repeats(arguments):
+            self.arguments.append(arguments)
+            self.length += len(arguments)
         data = call.data
         if not _CALL_KEYS.issuperset(data):
             for key, value in data.items():
                 if key not in _CALL_KEYS:
                     self.extra[key] = value
+
+    def _repeats(self, arguments: str) -> bool:
+        # Some servers send the whole arguments again after their fragments: a piece
+        # equal to everything so far, which is complete JSON, adds nothing.
+        if len(arguments) != self.length or arguments != "".join(self.arguments):
+            return False
+        try:
+            json.loads(arguments)
+        except ValueError:
+            return False
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -244,10 +244,9 @@ def describe_provider_error(error: object) -> str:
         import json
 
         text = json.dumps(error, default=str)[:200]
-    code = error.get("code")
-    if code is None:
-        code = error.get("type")
-    return f"{text} (code {code})" if code is not None and str(code) not in text else text
+    code, kind = error.get("code"), error.get("type")
+    label = f"code {code}" if code is not None else kind if isinstance(kind, str) else None
+    return f"{text} ({label})" if label and str(label) not in text else text
 
 
 class ProviderError(APIError):

@@ -359,7 +359,7 @@ async def test_a_timeout_that_is_never_retried_names_the_deadline(
         b'{"choices": "nope"}',
         b'{"choices": [{"index": 0, "message": "hi"}]}',
         b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": 5}}]}',
-        b'{"choices": [], "usage": {"prompt_tokens": "many"}}',
+        b'{"choices": [{"message": {"role": "assistant", "tool_calls": "get_weather"}}]}',
         b"[1, 2, 3]",
     ],
 )

@@ -8,6 +8,13 @@ import sys
 import trioclient
 
 PUBLIC = {
+    "Annotation",
+    "ChoiceLogprobs",
+    "CompletionTokensDetails",
+    "PromptTokensDetails",
+    "ProviderError",
+    "TokenLogprob",
+    "TopLogprob",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",

@@ -59,6 +59,7 @@ from trioclient import (
     APITimeoutError,
     IncompleteStreamError,
     InternalServerError,
+    ProviderError,
     RateLimitError,
     ResponseTooLargeError,
     RetryPolicy,
@@ -135,7 +136,7 @@ MATRIX = [
     row("truncated_stream",      False, APIConnectionError,         r"without sending complete message body \(received \d+ bytes, expected \d+\)", retried=True),
     row("malformed_json",        False, APIResponseValidationError, r"^invalid response: body is not JSON \(application/json, \d+ bytes\): \{\"id\""),
     row("malformed_chunk",       False, APIResponseValidationError, r"^invalid response: body is not JSON \(application/json, \d+ bytes\)"),
-    row("error_event",           False, APIResponseValidationError, rf"^invalid response: a 200 carrying an error: '{SERVER_ERROR}'$"),
+    row("error_event",           False, ProviderError,              rf"^the provider returned an error: {SERVER_ERROR} \(server_error\)$", retried=True),
     row("stall_before_first_byte", False, APITimeoutError,          rf"^no response from POST {URL} within 0\.5 s \(Timeout\.first_byte\)$", retried=True, timeout=STALL),
     row("stall_between_chunks",  False, APITimeoutError,            rf"^response body from {URL} stalled for 0\.5 s \(Timeout\.idle\)$", retried=True, timeout=STALL),
     row("slow_trickle",          False, None),
@@ -155,7 +156,7 @@ MATRIX = [
     row("truncated_stream",      True,  IncompleteStreamError,      r"^stream ended before 'data: \[DONE\]' \(after {n} chunks\): the answer is incomplete$"),
     row("malformed_json",        True,  APIResponseValidationError, r"^invalid stream: chunk {n1} is not JSON: '\{\"id\""),
     row("malformed_chunk",       True,  APIResponseValidationError, r"^invalid stream: chunk {n1} is not JSON"),
-    row("error_event",           True,  APIStreamError,             rf"^the server sent an error mid-stream: {SERVER_ERROR}$"),
+    row("error_event",           True,  APIStreamError,             rf"^the server sent an error mid-stream: {SERVER_ERROR} \(server_error\)$"),
     row("stall_before_first_byte", True, APITimeoutError,           rf"^no first chunk from {URL} within 0\.5 s \(Timeout\.first_byte\)$", retried=True, timeout=STALL),
     row("stall_between_chunks",  True,  APITimeoutError,            rf"^stream from {URL} stalled \(Timeout\.idle\) after {{n}} chunks$", timeout=STALL),
     row("slow_trickle",          True,  None),
@@ -282,7 +283,7 @@ async def test_a_200_carrying_an_error_object_says_what_the_server_said() -> Non
     with trio.fail_after(LIMIT):
         async with open_server(faults={"error_event": 1.0}) as server:
             async with client_for(server.base_url) as client:
-                with pytest.raises(APIResponseValidationError, match=SERVER_ERROR):
+                with pytest.raises(ProviderError, match=SERVER_ERROR):
                     await ask(client, stream=False)
 
 

@@ -213,6 +213,26 @@ async def test_xai_style_stream_pairs_the_answer_so_far_with_each_chunk() -> Non
             "model overloaded",
         ),
         ([b'event: error\ndata: {"message": "boom"}\n\n'], trioclient.APIStreamError, "boom"),
+        ([b"event: error\ndata: model crashed\n\n"], trioclient.APIStreamError, "model crashed"),
+        (
+            [
+                b'data: {"choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": null}],'
+                b' "error": {"message": "upstream gone", "code": 502}}\n\n',
+                DONE,
+            ],
+            trioclient.APIStreamError,
+            "upstream gone",
+        ),
+        (
+            [b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}\n\n', DONE],
+            trioclient.APIStreamError,
+            "finish_reason 'error'",
+        ),
+        (
+            [b'data: {"object": "error", "message": "bad input", "code": 400}\n\n'],
+            trioclient.APIStreamError,
+            "bad input",
+        ),
         ([httpx.ReadError("connection reset by peer")], trioclient.IncompleteStreamError, "reset"),
         (
             [b'data: {"choices": [{"delta": {"content": 5}}]}\n\n'],
@@ -533,12 +553,10 @@ def test_chunks_built_by_the_fast_path_equal_those_built_by_attrs() -> None:
                 0,
                 ChoiceDelta("assistant", "Hello", (), None, None, choice["delta"]),
                 "stop",
-                choice,
+                data=choice,
             ),
         ),
-        None,
-        None,
-        raw,
+        data=raw,
     )
     assert fast == slow and repr(fast) == repr(slow)
     assert fast.to_dict() == raw

@@ -37,6 +37,7 @@ from ._exceptions import IncompleteStreamError as IncompleteStreamError
 from ._exceptions import InternalServerError as InternalServerError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import PermissionDeniedError as PermissionDeniedError
+from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
 from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
@@ -60,15 +61,21 @@ if TYPE_CHECKING:
     from ._chat import system as system
     from ._chat import tool_result as tool_result
     from ._chat import user as user
+    from ._models import Annotation as Annotation
     from ._models import ChatCompletion as ChatCompletion
     from ._models import ChatCompletionChunk as ChatCompletionChunk
     from ._models import ChatCompletionMessage as ChatCompletionMessage
     from ._models import Choice as Choice
     from ._models import ChoiceDelta as ChoiceDelta
     from ._models import ChoiceDeltaToolCall as ChoiceDeltaToolCall
+    from ._models import ChoiceLogprobs as ChoiceLogprobs
     from ._models import ChunkChoice as ChunkChoice
+    from ._models import CompletionTokensDetails as CompletionTokensDetails
     from ._models import FunctionCall as FunctionCall
+    from ._models import PromptTokensDetails as PromptTokensDetails
+    from ._models import TokenLogprob as TokenLogprob
     from ._models import ToolCall as ToolCall
+    from ._models import TopLogprob as TopLogprob
     from ._models import Usage as Usage
     from ._stream import ChatCompletionStream as ChatCompletionStream
     from ._transport import TrioTransport as TrioTransport
@@ -79,15 +86,21 @@ _LAZY = {
     **{
         name: ("._models", name)
         for name in (
+            "Annotation",
             "ChatCompletion",
             "ChatCompletionChunk",
             "ChatCompletionMessage",
             "Choice",
             "ChoiceDelta",
             "ChoiceDeltaToolCall",
+            "ChoiceLogprobs",
             "ChunkChoice",
+            "CompletionTokensDetails",
             "FunctionCall",
+            "PromptTokensDetails",
+            "TokenLogprob",
             "ToolCall",
+            "TopLogprob",
             "Usage",
         )
     },

@@ -287,6 +287,8 @@ def parse_json(response: httpx.Response, body: bytes) -> Any:
         raise APIResponseValidationError(
             f"invalid response: body is not JSON ({kind}, {len(body)} bytes): {shown}",
             request=response.request,
+            body=body.decode("utf-8", "replace"),
+            response=response,
         ) from exc
 
 
@@ -405,11 +407,8 @@ async def open_stream_once(
 
 
 def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion:
-    """The JSON of a 2xx chat answer as a :class:`ChatCompletion`."""
-    from ._models import ChatCompletion  # loaded with the first answer, not on import
+    """The JSON of a 2xx chat answer as a :class:`ChatCompletion` (or the provider's
+    error it carries, raised)."""
+    from ._models import completion_from_data  # loaded with the first answer, not on import
 
-    if type(data) is dict and "error" in data and "choices" not in data:
-        # Some servers and proxies report a failure inside a 200; say what it was.
-        detail = repr(error_detail(data) or data["error"])
-        raise APIResponseValidationError(f"invalid response: a 200 carrying an error: {detail}")
-    return ChatCompletion.from_dict(data)
+    return completion_from_data(response, data)

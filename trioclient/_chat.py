@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._models import ChatCompletion, ChatCompletionChunk, ToolCall, Usage
+from ._models import ChatCompletion, ChatCompletionChunk, Choice, ToolCall, Usage
 
 if TYPE_CHECKING:
     from ._stream import ChatCompletionStream
@@ -66,23 +66,38 @@ class Response:
     answer so far, as in the xAI SDK. It is assembled only when you read it, so a
     loop that reads just ``chunk.content`` costs nothing extra per chunk.
 
+    As in the xAI SDK, a response shows **one** choice: the one with ``index`` 0 unless
+    made for another (:meth:`Chat.sample_batch` makes one per choice). With ``n > 1``
+    its ``content``, ``tool_calls`` and the rest never mix the choices; the other
+    choices are in ``completion.choices``.
+
     Attributes:
         completion: The whole :class:`ChatCompletion` behind it.
+        index: The choice this response shows.
     """
 
-    __slots__ = ("_built_at", "_completion", "_stream")
+    __slots__ = ("_built_at", "_completion", "_stream", "index")
 
-    def __init__(self, completion: ChatCompletion) -> None:
+    def __init__(self, completion: ChatCompletion, index: int = 0) -> None:
         self._completion = completion
         self._stream: ChatCompletionStream | None = None
         self._built_at = -1
+        self.index = index
 
     @classmethod
     def _following(cls, stream: ChatCompletionStream) -> Response:
         response = cls.__new__(cls)
         response._stream = stream
         response._built_at = -1
+        response.index = 0
         return response
+
+    @property
+    def _choice(self) -> Choice | None:
+        for choice in self.completion.choices:
+            if choice.index == self.index:
+                return choice
+        return None
 
     @property
     def completion(self) -> ChatCompletion:
@@ -105,27 +120,40 @@ class Response:
     @property
     def content(self) -> str:
         """The answer's text (``""`` when the model only called tools)."""
-        return self.completion.content or ""
+        choice = self._choice
+        return (choice.message.content or "") if choice is not None else ""
 
     @property
     def role(self) -> str:
-        return self.completion.choices[0].message.role if self.completion.choices else "assistant"
+        choice = self._choice
+        return choice.message.role if choice is not None else "assistant"
 
     @property
     def reasoning_content(self) -> str | None:
         """What a reasoning model returned of its thinking, if anything."""
-        choices = self.completion.choices
-        return choices[0].message.reasoning_content if choices else None
+        choice = self._choice
+        return choice.message.reasoning_content if choice is not None else None
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the model declined to answer, when it did."""
+        choice = self._choice
+        return choice.message.refusal if choice is not None else None
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
-        choices = self.completion.choices
-        return choices[0].message.tool_calls if choices else ()
+        choice = self._choice
+        return choice.message.tool_calls if choice is not None else ()
 
     @property
     def finish_reason(self) -> str | None:
-        choices = self.completion.choices
-        return choices[0].finish_reason if choices else None
+        choice = self._choice
+        return choice.finish_reason if choice is not None else None
+
+    @property
+    def citations(self) -> tuple[str, ...]:
+        """The sources xAI's live search used (URLs), if any."""
+        return self.completion.citations
 
     @property
     def usage(self) -> Usage:
@@ -138,10 +166,10 @@ class Response:
 
     def to_message(self) -> Message:
         """This answer as an assistant message, to append to a conversation."""
-        choices = self.completion.choices
-        if not choices:
+        choice = self._choice
+        if choice is None:
             return {"role": "assistant", "content": ""}
-        message = dict(choices[0].message.data)
+        message = dict(choice.message.data)
         message.setdefault("role", "assistant")
         return message
 
@@ -190,6 +218,16 @@ class Chat:
             model=self.model, messages=list(self.messages), **{**self.params, **params}
         )
         return Response(completion)
+
+    async def sample_batch(self, n: int, **params: Any) -> list[Response]:
+        """Ask for ``n`` answers in one request (``n=n``): one :class:`Response` per
+        choice, as the xAI SDK's ``sample_batch`` gives."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        completion = await self._completions.create(
+            model=self.model, messages=list(self.messages), **{**self.params, **params, "n": n}
+        )
+        return [Response(completion, i) for i in range(n)]
 
     @contextlib.asynccontextmanager
     async def stream(self, **params: Any) -> AsyncIterator[_ResponseAndChunk]:

@@ -15,8 +15,9 @@
     │   ├── UnprocessableEntityError    422
     │   ├── RateLimitError              429
     │   └── InternalServerError         >= 500
-    ├── APIStreamError                  the server sent an error event in the middle of a stream
-    ├── APIResponseValidationError      a 2xx body that is not what the API promises
+    ├── ProviderError                   a 2xx answer that is the provider's error (OpenRouter's 200 ``{"error": ...}``)
+    │   └── APIStreamError              an error event in a stream (an ``error`` chunk or ``event: error``)
+    ├── APIResponseValidationError      a 2xx body that cannot be read as an answer
     └── ResponseTooLargeError           a body larger than ``Client(max_response_bytes=...)``
 
 Every error carries the :class:`httpx.Request` it belongs to (``.request``, with the
@@ -51,6 +52,7 @@ __all__ = [
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProviderError",
     "RateLimitError",
     "ResponseTooLargeError",
     "UnprocessableEntityError",
@@ -157,16 +159,206 @@ class IncompleteStreamError(APIConnectionError):
     """
 
 
-class APIStreamError(APIError):
-    """The server sent an error event (``data: {"error": ...}``) in the middle of a stream."""
+# What a provider's error code says about the request, for codes that are not HTTP
+# statuses: OpenAI's and OpenRouter's ``code``/``type`` strings, llama.cpp's types,
+# Google's ``status`` names (lowercased).
+_CODE_STATUS = {
+    **dict.fromkeys(
+        (
+            "context_length_exceeded",
+            "exceed_context_size_error",
+            "invalid_request_error",
+            "invalid_argument",
+            "invalid_prompt",
+            "bad_request",
+            "bad_request_error",
+            "badrequesterror",
+            "failed_precondition",
+            "out_of_range",
+            "string_above_max_length",
+        ),
+        400,
+    ),
+    **dict.fromkeys(("authentication_error", "invalid_api_key", "unauthenticated"), 401),
+    **dict.fromkeys(("insufficient_quota", "insufficient_credits", "payment_required"), 402),
+    **dict.fromkeys(("permission_error", "permission_denied"), 403),
+    **dict.fromkeys(("not_found", "not_found_error", "model_not_found"), 404),
+    **dict.fromkeys(("timeout", "request_timeout"), 408),
+    **dict.fromkeys(
+        ("rate_limit_exceeded", "rate_limit_error", "resource_exhausted", "too_many_requests"),
+        429,
+    ),
+    **dict.fromkeys(
+        ("server_error", "internal_error", "internal_server_error", "internal", "api_error"), 500
+    ),
+    **dict.fromkeys(("bad_gateway", "upstream_error"), 502),
+    **dict.fromkeys(("overloaded", "overloaded_error", "service_unavailable", "unavailable"), 503),
+    **dict.fromkeys(("deadline_exceeded", "gateway_timeout"), 504),
+}
+_CONTEXT_WORDS = ("context length", "context size", "context window", "maximum context")
+
+
+def implied_status(error: object) -> int | None:
+    """The HTTP status a provider's error object implies, or ``None`` when it says nothing.
+
+    A numeric ``code`` (OpenRouter, llama.cpp, vLLM) is taken as a status. A code, type
+    or status string that says the request itself is wrong (``context_length_exceeded``,
+    ``invalid_argument``...) wins over a number: llama.cpp has sent
+    ``exceed_context_size_error`` with code 500, and sending that request again cannot
+    help.
+    """
+    if not isinstance(error, dict):
+        return None
+    number: int | None = None
+    named: int | None = None
+    for key in ("code", "type", "status"):
+        value = error.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and 100 <= value <= 599:
+            number = number or value
+        elif isinstance(value, str):
+            if value.isdigit() and 100 <= int(value) <= 599:
+                number = number or int(value)
+            else:
+                named = named or _CODE_STATUS.get(value.lower())
+    if named is not None and 400 <= named < 500 and named not in (408, 429):
+        return named
+    if number is not None:
+        return number
+    if named is not None:
+        return named
+    message = error.get("message")
+    if isinstance(message, str) and any(w in message.lower() for w in _CONTEXT_WORDS):
+        return 400
+    return None
+
+
+def describe_provider_error(error: object) -> str:
+    """The provider's message and code in one line, for an error's message."""
+    if not isinstance(error, dict):
+        return repr(error)[:200]
+    message = error.get("message")
+    text = message if isinstance(message, str) and message else None
+    if text is None:
+        import json
+
+        text = json.dumps(error, default=str)[:200]
+    code, kind = error.get("code"), error.get("type")
+    label = f"code {code}" if code is not None else kind if isinstance(kind, str) else None
+    return f"{text} ({label})" if label and str(label) not in text else text
+
+
+class ProviderError(APIError):
+    """A successful HTTP status, but the answer is the provider's error.
+
+    OpenRouter answers 200 with ``{"error": {"code": 502, "message": ...,
+    "metadata": {...}}}`` when a model fails after the request was accepted; other
+    servers do the same in a stream. Such an answer is never a completion.
+
+    Whether it is retried follows :attr:`implied_status`: a code that says the request
+    itself is wrong (a 4xx, context length, invalid argument) is not; an overload, a
+    rate limit, a 5xx, or a code that says nothing, is.
+
+    Attributes:
+        response: The HTTP response it came in (status, headers), when there was one.
+    """
+
+    response: httpx.Response | None = None
+
+    @classmethod
+    def from_body(
+        cls,
+        body: object,
+        *,
+        request: httpx.Request | None = None,
+        response: httpx.Response | None = None,
+    ) -> ProviderError:
+        error = cls(
+            f"the provider returned an error: {describe_provider_error(_error_object(body))}",
+            request=request,
+            body=body,
+        )
+        error.response = response
+        return error
+
+    @property
+    def error(self) -> dict[str, Any]:
+        """The provider's error object (``body["error"]``, or the body itself)."""
+        found = _error_object(self.body)
+        return found if isinstance(found, dict) else {}
+
+    @property
+    def code(self) -> str | int | None:
+        """The provider's ``code``, as sent (OpenRouter sends numbers, OpenAI strings)."""
+        code = self.error.get("code")
+        return code if isinstance(code, str | int) and not isinstance(code, bool) else None
+
+    @property
+    def type(self) -> str | None:
+        """The provider's error ``type`` (``"server_error"``, ``"invalid_request_error"``...)."""
+        kind = self.error.get("type")
+        return kind if isinstance(kind, str) else None
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """OpenRouter's ``metadata`` (the upstream provider's name and raw error...)."""
+        metadata = self.error.get("metadata")
+        return metadata if isinstance(metadata, dict) else None
+
+    @property
+    def implied_status(self) -> int | None:
+        """The HTTP status the provider's code implies (see :func:`implied_status`)."""
+        return implied_status(self.error)
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status of the response (a 2xx), when there was one."""
+        return None if self.response is None else self.response.status_code
+
+
+def _error_object(body: object) -> object:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return error
+        if isinstance(error, str):
+            return {"message": error}
+    return body
+
+
+class APIStreamError(ProviderError):
+    """The server sent an error event in a stream.
+
+    A chunk carrying an ``error`` object (OpenRouter's mid-stream error, with
+    ``finish_reason: "error"``), an ``event: error`` frame, or a choice that ends with
+    ``finish_reason: "error"``. ``.partial`` holds what arrived before it. Before the
+    first chunk it is retried as :class:`ProviderError` says; after it, never.
+    """
 
 
 class APIResponseValidationError(APIError):
-    """A successful status, but a body that is not what the API promises.
+    """A successful status, but a body that cannot be read as an answer.
 
     The message names what was wrong and where (``choices[0].message: expected an
-    object, got str``), instead of a ``KeyError`` from deep inside a library.
+    object, got str``), instead of a ``KeyError`` from deep inside a library. ``.body``
+    holds what came (the parsed JSON, or the text when it was not JSON) and
+    ``.response`` the HTTP response (status, headers), when there was one.
     """
+
+    response: httpx.Response | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request | None = None,
+        body: object = None,
+        partial: ChatCompletion | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
+        super().__init__(message, request=request, body=body, partial=partial)
+        self.response = response
 
 
 class ResponseTooLargeError(APIError):
@@ -204,12 +396,19 @@ class APIStatusError(APIError):
 
     @property
     def code(self) -> str | None:
-        """The machine-readable ``error.code`` of the body (``"insufficient_quota"``...)."""
+        """The machine-readable ``error.code`` of the body (``"insufficient_quota"``...).
+
+        A number (OpenRouter and llama.cpp send the status again) is given as its text
+        (``"429"``); the value as sent is in ``body``.
+        """
         if isinstance(self.body, dict):
             error = self.body.get("error")
             if isinstance(error, dict):
                 code = error.get("code")
-                return code if isinstance(code, str) else None
+                if isinstance(code, str):
+                    return code
+                if isinstance(code, int) and not isinstance(code, bool):
+                    return str(code)
         return None
 
 

@@ -5,8 +5,11 @@ What is retried, and why:
 * **Timeouts and connection errors** (:class:`~trioclient.APIConnectionError`): the
   request may never have reached the server, or its answer was lost on the way.
 * **408, 409, 429, 500, 502, 503, 504**: the server says "not now", not "never".
-* **An error event in a stream** (:class:`~trioclient.APIStreamError`), when it can be
-  retried at all: before the first chunk reached the caller (the client retries it
+* **A provider's error inside a 2xx answer** (:class:`~trioclient.ProviderError`, a
+  stream's error event among them) whose code is an overload, a rate limit, a 5xx, or
+  says nothing; not one that says the request itself is wrong (context length, an
+  invalid argument: a 4xx-like code). A stream's error event is retried only where it
+  can be at all: before the first chunk reached the caller (the client retries it
   there), or inside a batch, where no caller ever sees a partial answer.
 * **Not** other 4xx (the request itself is wrong: sending it again gives the same
   answer), **nor** a 429 whose code is ``insufficient_quota`` (no credit left: waiting
@@ -35,7 +38,7 @@ import time
 import attrs
 import httpx
 
-from ._exceptions import APIConnectionError, APIError, APIStatusError, APIStreamError
+from ._exceptions import APIConnectionError, APIError, APIStatusError, ProviderError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
@@ -80,7 +83,12 @@ class RetryPolicy:
                 return False
             # A server may say outright whether a retry is worthwhile (OpenAI does).
             return bool(error.headers.get("x-should-retry", "") != "false")
-        return isinstance(error, APIConnectionError | APIStreamError)
+        if isinstance(error, ProviderError):
+            # An error inside a 2xx answer (a stream's error event among them): its
+            # code says whether the request itself is wrong; no code, try again.
+            status = error.implied_status
+            return status is None or status in self.retry_statuses
+        return isinstance(error, APIConnectionError)
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Full-jitter delay before retry ``retry_number`` (0 for the first retry)."""

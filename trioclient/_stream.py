@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 import trio
 
+from ._accumulator import ChunkAccumulator
 from ._attempt import Pacer, Sender, close_response, open_stream_once, timeout_error
 from ._config import Timeout
 from ._exceptions import (
@@ -48,8 +49,9 @@ from ._exceptions import (
     APITimeoutError,
     IncompleteStreamError,
     ResponseTooLargeError,
+    describe_provider_error,
 )
-from ._models import ChatCompletion, ChatCompletionChunk
+from ._models import ChatCompletion, ChatCompletionChunk, provider_error_object
 from ._retry import RetryPolicy
 from ._sse import _RawEvent
 from .sse import SSEDecoder, SSEError
@@ -58,121 +60,6 @@ if TYPE_CHECKING:
     from ._requester import Requester
 
 __all__ = ["ChatCompletionStream", "ChunkAccumulator", "open_stream", "read_stream"]
-
-
-class _ChoiceParts:
-    __slots__ = ("content", "finish_reason", "reasoning", "refusal", "role", "tool_calls")
-
-    def __init__(self) -> None:
-        self.role: str | None = None
-        self.content: list[str] = []
-        self.reasoning: list[str] = []
-        self.refusal: list[str] = []
-        self.finish_reason: str | None = None
-        # tool-call index -> {"id", "type", "name", "arguments": [parts]}
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-
-
-class ChunkAccumulator:
-    """Merges chunks into the :class:`ChatCompletion` they add up to.
-
-    Content, reasoning and refusal deltas are concatenated per choice; tool-call deltas
-    are merged by their ``index`` (the id, type and name come once, the arguments in
-    fragments); the usage chunk's ``usage`` is kept.
-    """
-
-    def __init__(self) -> None:
-        self.id = ""
-        self.model = ""
-        self.created = 0
-        self.system_fingerprint: str | None = None
-        self.usage: Any = None
-        self.chunks = 0
-        self._choices: dict[int, _ChoiceParts] = {}
-
-    def add(self, chunk: ChatCompletionChunk) -> None:
-        if not self.chunks:
-            self.id, self.model, self.created = chunk.id, chunk.model, chunk.created
-            self.system_fingerprint = chunk.system_fingerprint
-        self.chunks += 1
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        choices = self._choices
-        for choice in chunk.choices:
-            parts = choices.get(choice.index)
-            if parts is None:
-                parts = choices[choice.index] = _ChoiceParts()
-            delta = choice.delta
-            if delta.content:
-                parts.content.append(delta.content)
-            if delta.role:
-                parts.role = delta.role
-            if delta.reasoning_content:
-                parts.reasoning.append(delta.reasoning_content)
-            if delta.refusal:
-                parts.refusal.append(delta.refusal)
-            for call in delta.tool_calls:
-                merged = parts.tool_calls.setdefault(
-                    call.index, {"id": None, "type": None, "name": None, "arguments": []}
-                )
-                if call.id:
-                    merged["id"] = call.id
-                if call.type:
-                    merged["type"] = call.type
-                if call.function_name:
-                    merged["name"] = (merged["name"] or "") + call.function_name
-                if call.function_arguments:
-                    merged["arguments"].append(call.function_arguments)
-            if choice.finish_reason is not None:
-                parts.finish_reason = choice.finish_reason
-
-    def text(self, index: int = 0) -> str:
-        """The content so far of choice ``index``."""
-        parts = self._choices.get(index)
-        return "".join(parts.content) if parts else ""
-
-    def completion(self) -> ChatCompletion:
-        """The completion the chunks so far add up to (built fresh on each call)."""
-        choices = []
-        for index in sorted(self._choices):
-            parts = self._choices[index]
-            message: dict[str, Any] = {
-                "role": parts.role or "assistant",
-                "content": "".join(parts.content)
-                if parts.content or not parts.tool_calls
-                else None,
-            }
-            if parts.reasoning:
-                message["reasoning_content"] = "".join(parts.reasoning)
-            if parts.refusal:
-                message["refusal"] = "".join(parts.refusal)
-            if parts.tool_calls:
-                message["tool_calls"] = [
-                    {
-                        "id": call["id"] or "",
-                        "type": call["type"] or "function",
-                        "function": {
-                            "name": call["name"] or "",
-                            "arguments": "".join(call["arguments"]),
-                        },
-                    }
-                    for _, call in sorted(parts.tool_calls.items())
-                ]
-            choices.append(
-                {"index": index, "message": message, "finish_reason": parts.finish_reason}
-            )
-        body: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if self.system_fingerprint is not None:
-            body["system_fingerprint"] = self.system_fingerprint
-        if self.usage is not None:
-            body["usage"] = self.usage.to_dict()
-        return ChatCompletion.from_dict(body)
 
 
 _DONE = "[DONE]"
@@ -335,26 +222,47 @@ class ChatCompletionStream:
         try:
             obj = _loads(data)
         except ValueError:
+            if event_type == "error":  # an error event whose data is plain text
+                raise self._stream_error({"message": data[:1000]}) from None
             raise self._error(
                 APIResponseValidationError,
                 f"invalid stream: chunk {self._accumulator.chunks + 1} is not JSON: {data[:200]!r}",
             ) from None
-        if event_type == "error" or (type(obj) is dict and "error" in obj and "choices" not in obj):
-            error = obj.get("error", obj) if type(obj) is dict else obj
-            detail = error.get("message") if type(error) is dict else None
-            raise self._error(
-                APIStreamError,
-                f"the server sent an error mid-stream: {detail or json.dumps(error)[:200]}",
-                body=obj,
-            )
+        if event_type == "error" or (
+            type(obj) is dict
+            and ("error" in obj or "choices" not in obj)
+            and provider_error_object(obj) is not None
+        ):
+            raise self._stream_error(obj)
         try:
             chunk = ChatCompletionChunk.from_dict(obj)
         except APIResponseValidationError as exc:
-            raise self._error(APIResponseValidationError, str(exc)) from None
+            raise self._error(APIResponseValidationError, str(exc), body=obj) from None
         if self.first_chunk_at is None:
             self.first_chunk_at = trio.current_time()
         self._accumulator.add(chunk)
+        if self._accumulator.failed:  # a choice ended with finish_reason "error"
+            raise self._stream_error(obj)
         return chunk
+
+    def _stream_error(self, obj: Any) -> APIError:
+        """An :class:`APIStreamError` for an error event, after keeping whatever
+        content the event itself carried (OpenRouter's has ``choices`` too)."""
+        if type(obj) is dict and obj.get("choices") and not self._accumulator.failed:
+            try:
+                self._accumulator.add(ChatCompletionChunk.from_dict(obj))
+            except APIResponseValidationError:
+                pass
+        error = provider_error_object(obj)
+        if error is None and self._accumulator.failed:
+            error = {"message": "a choice ended with finish_reason 'error', no error object"}
+        elif error is None:
+            error = obj if type(obj) is dict else {"message": str(obj)}
+        return self._error(
+            APIStreamError,
+            f"the server sent an error mid-stream: {describe_provider_error(error)}",
+            body=obj,
+        )
 
     def _error(self, kind: type[APIError], message: str, body: object = None) -> APIError:
         return kind(message, request=self._request, body=body, partial=self.current_completion())

@@ -635,3 +635,30 @@ async def test_a_cancelled_run_still_writes_the_results_it_had_queued() -> None:
     assert cancelled.cancelled_caught
     assert out.getvalue().decode().splitlines() == [f"line {i}" for i in range(10)]
     assert counted == [i % 2 == 0 for i in range(10)]
+
+
+async def test_a_named_pipe_as_output_is_written_like_a_stream(tmp_path: Path) -> None:
+    """``-o /dev/stdout`` or a FIFO: reading it back to resume would block forever."""
+    import threading
+
+    source = write_input(tmp_path / "in.jsonl", [line(f"q{i}", f"p{i}") for i in range(5)])
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def reader() -> None:
+        with open(fifo, "rb") as f:
+            received.append(f.read())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        async with client_for(FakeAPI()) as client:
+            with trio.fail_after(30):
+                summary = await run_batch_file(client, source, fifo)
+    finally:
+        thread.join(timeout=30)
+    assert summary.succeeded == 5
+    got = [json.loads(x)["custom_id"] for x in received[0].splitlines()]
+    assert sorted(got) == [f"q{i}" for i in range(5)]
+    assert not (tmp_path / "results.fifo.lock").exists()

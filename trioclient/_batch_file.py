@@ -65,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -466,7 +467,7 @@ class BatchFileRunner:
             try:
                 return await trio.to_thread.run_sync(open, path, "rb"), True
             except OSError as exc:
-                raise BatchFileError(f"cannot read input {path!r}: {exc.strerror}") from exc
+                raise BatchFileError(f"cannot read input {path!r}: {exc.strerror or exc}") from exc
         stream: IO[Any] = sys.stdin.buffer if isinstance(spec, str | os.PathLike) else spec
         if _seekable(stream):
             return stream, False
@@ -531,6 +532,18 @@ class BatchFileRunner:
         spec = self._output
         if isinstance(spec, str | os.PathLike) and os.fspath(spec) != "-":
             path = os.fspath(spec)
+            if _is_pipe_or_device(path):
+                # A named pipe, /dev/stdout, a terminal: written like a stream. There is
+                # nothing to resume from (reading it back would block) and no file to lock.
+                try:
+                    fd = await trio.to_thread.run_sync(
+                        os.open, path, os.O_WRONLY | os.O_APPEND, abandon_on_cancel=True
+                    )
+                except OSError as exc:
+                    raise BatchFileError(
+                        f"cannot open output {path!r}: {exc.strerror or exc}"
+                    ) from exc
+                return _Sink(path, fd=fd), _Existing()
             try:
                 lock_fd = lock_output(path)
             except OSError as exc:
@@ -543,7 +556,9 @@ class BatchFileRunner:
             except BaseException as exc:
                 os.close(lock_fd)
                 if isinstance(exc, OSError):
-                    raise BatchFileError(f"cannot open output {path!r}: {exc.strerror}") from exc
+                    raise BatchFileError(
+                        f"cannot open output {path!r}: {exc.strerror or exc}"
+                    ) from exc
                 raise
             return _Sink(path, fd=fd, lock_fd=lock_fd), existing
         stream: IO[Any] = sys.stdout if isinstance(spec, str | os.PathLike) else spec
@@ -623,6 +638,14 @@ class BatchFileRunner:
         async with contextlib.aclosing(values()) as updates:  # type: ignore[type-var]
             async for progress in updates:
                 self._on_progress(progress)
+
+
+def _is_pipe_or_device(path: str) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 def _seekable(stream: IO[Any]) -> bool:

@@ -33,7 +33,11 @@ sent, and nothing is.
 **Durability.** The output is opened with ``O_APPEND`` and each record is written as one
 ``os.write`` of the whole line the moment its request ends, so a ``kill -9`` at any
 moment loses at most the line being written, never one already written. (A power loss
-is another matter: the file is fsynced at the end of a run, not per line.)
+is another matter: the file is fsynced at the end of a run, not per line.) The writes
+happen in a worker thread fed by a bounded queue (:class:`_Writer`), so a slow disk or a
+stalled reader of a pipe holds up the writing, never the requests and their deadlines.
+An output path that is a named pipe or a device (``/dev/stdout``) is written like a
+stream: it is not read back, so there is no resuming from it.
 
 **Resuming** is running the same command again. The runner reads the output first:
 it cuts a torn last line back to the last newline, skips every ``custom_id`` already

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from ._chat import Chat
     from ._models import ChatCompletion, Usage
+    from ._shared_budget import RedisBudget
     from ._stream import ChatCompletionStream, StreamManager
 
 __all__ = ["Client", "ClientStatistics"]
@@ -193,6 +194,8 @@ class Client:
         default_headers: Extra headers sent with every request.
         allow_insecure_http: Allow ``http://`` to a host that is not loopback.
         max_response_bytes: Refuse a response body larger than this.
+        budget: A :class:`RedisBudget` every attempt waits for, shared with the other
+            processes on its key; the client closes it when it closes.
 
     Raises:
         ValueError: no key, a ``base_url`` that is not a URL, a bad ``max_concurrent``.
@@ -212,6 +215,7 @@ class Client:
         default_headers: Mapping[str, str] | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        budget: RedisBudget | None = None,
     ) -> None:
         key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -232,6 +236,9 @@ class Client:
             raise ValueError(
                 f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
             )
+        if budget is not None and not callable(getattr(budget, "pacer", None)):
+            raise TypeError(f"budget must be a trioclient.RedisBudget, got {type(budget).__name__}")
+        self._budget = budget
         self._limiter = limiter
         self.timeout = Timeout() if timeout is _UNSET else Timeout.coerce(timeout)
         self.retry = RetryPolicy() if retry is None else retry
@@ -307,6 +314,8 @@ class Client:
         if self._owns_transport and self._transport is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._transport.aclose()
+        if self._budget is not None:
+            await self._budget.aclose()
 
     def _check_open(self) -> Sender:
         if self._state == "open" and self._sender is not None:
@@ -389,6 +398,8 @@ class Client:
         else:
             head = self._raw_headers
         extensions: dict[str, Any] = {"timeout": self._timeout_extension}
+        if self._budget is not None:
+            pacer = self._budget.pacer(body, pacer)
         if pacer is not None:
             extensions[PACER_EXTENSION] = pacer
         # The `stream=` form takes the headers as given (httpx adds none), so the
@@ -487,6 +498,9 @@ class Client:
             limiter.release()
         self._counters.succeeded += 1
         self._counters.add_usage(completion.usage)
+        usage_hook = getattr(request.extensions.get(PACER_EXTENSION), "after_usage", None)
+        if usage_hook is not None:
+            usage_hook(completion.usage)
         return completion
 
     async def _complete_once(

@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 import trio
 
-from ._attempt import Pacer, Sender, close_response, raise_for_status, read_body, send
+from ._attempt import (
+    PACER_EXTENSION,
+    Pacer,
+    Sender,
+    close_response,
+    raise_for_status,
+    read_body,
+    send,
+)
 from ._config import Timeout
 from ._exceptions import (
     APIError,
@@ -465,6 +473,9 @@ class ChatCompletionStream:
         if self._done:
             client._counters.succeeded += 1
             client._counters.add_usage(self._accumulator.usage)
+            usage_hook = getattr(self._request.extensions.get(PACER_EXTENSION), "after_usage", None)
+            if usage_hook is not None:
+                usage_hook(self._accumulator.usage)
             await self._drain()
         await self._drop_response()
         if self._holds_token:

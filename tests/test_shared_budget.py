@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -405,3 +406,52 @@ async def test_a_server_that_never_answers_times_out() -> None:
     await budget.aclose()
     await listener.aclose()
     assert math.isfinite(start)
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+async def test_cli_batch_shares_a_budget_through_redis(
+    redis_pw: RedisServer, tmp_path: Path
+) -> None:
+    from test_cli import run_cli, write_requests
+
+    write_requests(tmp_path / "in.jsonl", 5)
+    async with open_server() as server:
+        result = await run_cli(
+            "batch", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"),
+            "--base-url", server.base_url, "--redis", redis_pw.url, "--rpm", "600",
+            "--redis-key", "cli-budget",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 5
+    assert PASSWORD not in (result.stdout + result.stderr).decode()
+    # Five requests charged on the shared key (a burst of 10: none waited).
+    assert redis_pw.command("EXISTS", "cli-budget") == b":1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--redis", "redis://127.0.0.1:1/0"], "give it --rpm N, --tpm N or both"),
+        (["--redis-key", "k", "--rpm", "5"], "--redis-key needs --redis URL"),
+        (["--redis", f"rediss://:{PASSWORD}@h/0", "--rpm", "5"], "TLS is not supported"),
+        (["--redis", f"redis://:{PASSWORD}@127.0.0.1:{{port}}/0", "--rpm", "5"], "unavailable"),
+    ],
+)
+async def test_cli_batch_redis_mistakes_are_one_line(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from _redis_server import free_port
+    from test_cli import one_error_line, run_cli, write_requests
+
+    write_requests(tmp_path / "in.jsonl", 2)
+    port = str(free_port())
+    async with open_server() as server:
+        result = await run_cli(
+            "batch", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"),
+            "--base-url", server.base_url, *[e.replace("{port}", port) for e in extra],
+        )  # fmt: skip
+        assert server.statistics().chat_requests == 0
+    line = one_error_line(result)
+    assert message in line and PASSWORD not in line

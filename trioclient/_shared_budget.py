@@ -315,6 +315,22 @@ class RedisBudget:
                 self.correct(requests=-1, tokens=-tokens)
                 raise
 
+    async def ping(self) -> None:
+        """Check that Redis answers (and accepts the URL's login), before any work.
+
+        Raises:
+            SharedBudgetError: it does not.
+        """
+        try:
+            reply = await self._pool.execute("PING")
+            if isinstance(reply, RespError):
+                raise RedisError(f"PING refused by {self._location.redacted}: {reply.message}")
+        except RedisError as exc:
+            raise SharedBudgetError(
+                f"the shared budget {self.key!r} at {self._location.redacted} is "
+                f"unavailable: {exc}"
+            ) from exc
+
     async def _run_script(self, args: list[float | int]) -> int:
         pool = self._pool
         now = self._fake_now_us

@@ -55,7 +55,11 @@ def test_url_parts_and_redaction() -> None:
     assert PASSWORD not in repr(url)
     assert RedisURL.parse("redis://localhost").redacted == "redis://localhost:6379/0"
     user = RedisURL.parse("redis://bob:p%40ss@h/1")
-    assert (user.username, user.password, user.redacted) == ("bob", "p@ss", "redis://bob:***@h:6379/1")
+    assert (user.username, user.password, user.redacted) == (
+        "bob",
+        "p@ss",
+        "redis://bob:***@h:6379/1",
+    )
     budget = RedisBudget(f"redis://:{PASSWORD}@h/0", key="k", rpm=60)
     assert PASSWORD not in repr(budget)
 
@@ -126,7 +130,7 @@ async def test_gcra_admits_the_burst_then_exactly_the_rate(redis: RedisServer) -
     waits = []
     with trio.fail_after(10):
         for _ in range(40):
-            waits.append(await budget._run_script([*budget._requests.args(1, 0), *[0] * 6]))  # type: ignore[union-attr]
+            waits.append(await budget._run_script((1, 0, 0, 0), (0, 0, 0, 0)))
         await budget.aclose()
     # The n-th request (from 0) goes at max(0, n - 9) * 100 ms: 10 at once, then one
     # per interval, so any window of w seconds admits at most 10 + 10 * w.
@@ -143,9 +147,9 @@ async def test_two_budgets_on_one_key_get_one_schedule(redis: RedisServer) -> No
             budget._fake_now_us = 5_000_000_000_000
         for n in range(30):
             budget = one if n % 3 else two
-            waits.append(await budget._run_script([*budget._requests.args(1, 0), *[0] * 6]))  # type: ignore[union-attr]
+            waits.append(await budget._run_script((1, 0, 0, 0), (0, 0, 0, 0)))
         # Another key is another budget: its first request goes at once.
-        assert await other._run_script([*other._requests.args(1, 0), *[0] * 6]) == 0  # type: ignore[union-attr]
+        assert await other._run_script((1, 0, 0, 0), (0, 0, 0, 0)) == 0
         for budget in (one, two, other):
             await budget.aclose()
     assert waits == [max(0, n - 9) * 100_000 for n in range(30)]
@@ -204,7 +208,7 @@ async def test_provider_headers_pull_the_shared_state_down_for_everyone(
         assert tat(redis, "pull", "r") == pytest.approx(now + 1_000_000 - 200_000, abs=20_000)
         assert tat(redis, "pull", "t") == pytest.approx(now + 1_000_000 - 100_000, abs=20_000)
         # The peer sees it: two requests go at once, the third waits ~100 ms.
-        waits = [await peer._run_script([*peer._requests.args(1, 0), *[0] * 6]) for _ in range(3)]  # type: ignore[union-attr]
+        waits = [await peer._run_script((1, 0, 0, 0), (0, 0, 0, 0)) for _ in range(3)]
         assert waits[:2] == [0, 0] and waits[2] == pytest.approx(100_000, abs=20_000)
         for b in (budget, peer):
             await b.aclose()

@@ -122,6 +122,11 @@ class RespReader:
         self._pos = 0
         self._max_buffer = max_buffer
 
+    @property
+    def empty(self) -> bool:
+        """Whether no unread bytes are buffered."""
+        return self._pos >= len(self._buffer)
+
     def feed(self, data: bytes) -> None:
         """Add bytes received from the server."""
         if self._pos:

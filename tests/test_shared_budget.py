@@ -286,14 +286,25 @@ async def test_two_clients_in_one_process_share_one_key(redis: RedisServer) -> N
                 nursery.start_soon(worker, server.base_url)
                 nursery.start_soon(worker, server.base_url)
     assert len(sent) == 60
-    assert_within_budget(sorted(sent), start, burst=20, rate=20.0)
+    assert_within_budget(sent, burst=20, rate=20.0)
+    assert sent[-1] - start >= 1.9  # 40 past the burst at 20 a second
 
 
-def assert_within_budget(times: list[float], start: float, burst: int, rate: float) -> None:
-    """The k-th admission (from 1) came no sooner than the budget allows since ``start``."""
-    for k, at in enumerate(times, 1):
-        allowed = burst + rate * (at - start) + 1  # +1: a window's edge
-        assert k <= allowed, f"{k} admitted by {at - start:.3f} s; the budget allows {allowed:.1f}"
+def assert_within_budget(times: list[float], burst: int, rate: float, slack: int = 2) -> None:
+    """No window between two admissions holds more than the budget allows in it.
+
+    ``slack`` units for what a busy machine may do to a schedule that was right: an
+    admission delayed after its turn (each worker has at most one pending) lands in a
+    later, shorter window than its own.
+    """
+    times = sorted(times)
+    for i, first in enumerate(times):
+        for j in range(i, len(times)):
+            count = j - i + 1
+            allowed = burst + rate * (times[j] - first) + slack
+            assert count <= allowed, (
+                f"{count} admitted in {times[j] - first:.3f} s; the budget allows {allowed:.1f}"
+            )
 
 
 WORKER = textwrap.dedent(
@@ -303,6 +314,9 @@ WORKER = textwrap.dedent(
 
     async def main(url, key, count):
         budget = RedisBudget(url, key=key, rpm=1200)
+        await budget.ping()  # connected
+        print("ready", flush=True)
+        await trio.to_thread.run_sync(sys.stdin.readline)
         for _ in range(count):
             await budget.acquire(0)
             print(time.monotonic(), flush=True)
@@ -313,36 +327,47 @@ WORKER = textwrap.dedent(
 )
 
 
-def run_workers(url: str, keys: list[str], count: int) -> tuple[float, list[float]]:
-    import time
-
-    start = time.monotonic()
+def run_workers(url: str, keys: list[str], count: int) -> list[float]:
+    """One process per key, started together; the monotonic times of their admissions."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, url, key, str(count)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for key in keys
     ]
-    times: list[float] = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0
-        times.extend(float(line) for line in out.split())
-    return start, sorted(times)
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        times: list[float] = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0
+            times.extend(float(line) for line in out.split())
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    return times
 
 
 @pytest.mark.slow
 def test_two_processes_share_one_key_without_overshoot(redis: RedisServer) -> None:
-    start, times = run_workers(redis.url, ["procs", "procs"], 30)
-    assert len(times) == 60
-    assert_within_budget(times, start, burst=20, rate=20.0)
+    # rpm=1200: a burst of 20, then 20 a second; 80 admissions take about 3 s.
+    times = run_workers(redis.url, ["procs", "procs"], 40)
+    assert len(times) == 80
+    assert_within_budget(times, burst=20, rate=20.0)
     # The same two workers on two keys (each alone, as without a shared budget) do
     # overshoot: so the bound above can fail.
-    start, times = run_workers(redis.url, ["alone-1", "alone-2"], 30)
+    times = run_workers(redis.url, ["alone-1", "alone-2"], 40)
     with pytest.raises(AssertionError, match="the budget allows"):
-        assert_within_budget(times, start, burst=20, rate=20.0)
+        assert_within_budget(times, burst=20, rate=20.0)
 
 
 # -- Redis unreachable ---------------------------------------------------------------

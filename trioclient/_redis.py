@@ -15,6 +15,7 @@ come within ``timeout``, a peer that does not speak RESP, an error reply to ``AU
 from __future__ import annotations
 
 import math
+import os
 import urllib.parse
 from typing import Any
 
@@ -102,41 +103,52 @@ def _redact(url: str) -> str:
 class _Connection:
     """One TCP connection: a command out, its reply in, in turn.
 
-    It talks through the raw trio socket rather than the stream's ``send_all`` and
-    ``receive_some``: one small command and one small reply per call, where the
-    stream's bookkeeping was a measurable part of the cost (see the benchmark).
+    The exchange reads and writes the socket's file descriptor directly, waiting with
+    :func:`trio.lowlevel.wait_readable`: a command is a few hundred bytes that the
+    kernel takes at once, and a reply is one small read, so the stream's (and the trio
+    socket's) checkpoints and retry loops around each call were most of the client's
+    cost of a round trip (see ``benchmarks/shared_budget.py``). The wait for the reply
+    is the call's checkpoint.
     """
 
-    __slots__ = ("reader", "socket", "stream")
+    __slots__ = ("fd", "reader", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.socket = stream.socket
+        self.fd = stream.socket.fileno()
         self.reader = RespReader()
 
     async def roundtrip(self, data: bytes) -> Any:
-        sock = self.socket
-        sent = await sock.send(data)
-        while sent < len(data):
-            sent += await sock.send(data[sent:])
+        fd = self.fd
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        while sent < len(data):  # a full send buffer: rare for a command this small
+            await trio.lowlevel.wait_writable(fd)
+            try:
+                sent += os.write(fd, data[sent:])
+            except BlockingIOError:
+                pass
         reader = self.reader
-        if reader.empty:
-            # The usual reply, an integer arriving whole: read without the reader.
-            chunk = await sock.recv(65536)
-            if chunk[:1] == b":" and chunk.endswith(b"\r\n") and chunk.count(b"\r\n") == 1:
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise trio.BrokenResourceError("the server closed the connection")
+            if reader.empty and chunk[:1] == b":" and chunk.find(b"\r\n") == len(chunk) - 2:
+                # The usual reply, an integer arriving whole: read without the reader.
                 try:
                     return int(chunk[1:-2])
                 except ValueError:
                     pass  # the reader will say what is wrong with it
-            if not chunk:
-                raise trio.BrokenResourceError("the server closed the connection")
             reader.feed(chunk)
-        while (reply := reader.gets()) is NEED_MORE:
-            chunk = await sock.recv(65536)
-            if not chunk:
-                raise trio.BrokenResourceError("the server closed the connection")
-            reader.feed(chunk)
-        return reply
+            reply = reader.gets()
+            if reply is not NEED_MORE:
+                return reply
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)

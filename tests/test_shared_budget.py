@@ -484,3 +484,18 @@ async def test_cli_batch_redis_mistakes_are_one_line(
         assert server.statistics().chat_requests == 0
     line = one_error_line(result)
     assert message in line and PASSWORD not in line
+
+
+async def test_a_429_gives_its_tokens_back(redis: RedisServer) -> None:
+    budget = RedisBudget(redis.url, key="refused", tpm=600_000)  # 100 µs a token
+    now = budget._fake_now_us = 15_000_000_000_000
+    pacer = budget.pacer(BODY)
+    estimate = trioclient._pacing.estimate_tokens(BODY)
+    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    with trio.fail_after(10):
+        await pacer.before_attempt(request)
+        assert tat(redis, "refused", "t") == now + estimate * 100
+        pacer.after_response(httpx.Response(429, request=request))
+        await budget.flush()
+        assert tat(redis, "refused", "t") == now
+        await budget.aclose()

@@ -262,7 +262,7 @@ def _cost(redis: str, requests: int, rounds: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shared_budget")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each arm")
+    parser.add_argument("--seconds", type=float, default=12.0, help="length of each arm")
     parser.add_argument("--cost-requests", type=int, default=1600)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")

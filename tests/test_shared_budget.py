@@ -19,6 +19,8 @@ import httpx
 import pytest
 import trio
 from _redis_server import RedisServer, running_redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import trioclient
 from trioclient._redis import RedisError, RedisPool, RedisURL
@@ -499,3 +501,89 @@ async def test_a_429_gives_its_tokens_back(redis: RedisServer) -> None:
         await budget.flush()
         assert tat(redis, "refused", "t") == now
         await budget.aclose()
+
+
+async def test_a_restarted_redis_is_reconnected_to(redis: RedisServer) -> None:
+    async with open_server() as server:
+        budget = RedisBudget(redis.url, key="restart", rpm=6000)
+        async with trioclient.Client(
+            api_key="sk-test", base_url=server.base_url, budget=budget
+        ) as client:
+            with trio.fail_after(20):
+                await client.chat.completions.create(**BODY)
+                redis.kill()
+                redis.start()
+                # The pooled connection is dead: replaced once, the script loaded again.
+                await client.chat.completions.create(**BODY)
+    stats = budget.statistics()
+    assert (stats.connections_opened, stats.script_loads, stats.reservations) == (2, 2, 2)
+
+
+async def test_a_batch_stops_with_the_budget_error_when_redis_dies(redis: RedisServer) -> None:
+    async with open_server() as server:
+        budget = RedisBudget(redis.url, key="batch", rpm=600)  # 10 at once, then 10 a second
+        async with trioclient.Client(
+            api_key="sk-test", base_url=server.base_url, budget=budget, max_concurrent=4
+        ) as client:
+            done = 0
+            with trio.fail_after(30), pytest.raises(trioclient.BatchError) as info:
+                async with client.batch([BODY] * 40) as results:
+                    async for result in results:
+                        assert result.ok
+                        done += 1
+                        if done == 5:
+                            redis.kill()
+    assert 5 <= done < 40
+    assert "unavailable" in str(info.value)
+
+
+# -- the script against a model of GCRA, on random traffic -----------------------------
+
+
+def gcra_model(steps: list[tuple[int, int, int]], interval: int, tolerance: int) -> list[int]:
+    """The waits GCRA gives to (time µs, take, adjust) steps, in plain Python."""
+    tat: int | None = None
+    waits = []
+    for now, take, adjust in steps:
+        current = now if tat is None else tat
+        current += adjust * interval
+        if take:
+            current = max(current, now) + take * interval
+        waits.append(max(0, current - tolerance - now) if take else 0)
+        tat = current
+    return waits
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 3_000_000), st.integers(0, 50), st.integers(-30, 30)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_script_matches_a_model_of_gcra(
+    redis: RedisServer, steps: list[tuple[int, int, int]]
+) -> None:
+    # tpm=60,000: 1,000 µs a token, a burst of 1,000 tokens. Time only moves forward.
+    start = 20_000_000_000_000
+    clock = start
+    timed = []
+    for gap, take, adjust in steps:
+        clock += gap
+        timed.append((clock, take, adjust))
+    key = f"model-{id(steps)}-{clock}"
+
+    async def run() -> list[int]:
+        budget = RedisBudget(redis.url, key=key, tpm=60_000)
+        waits = []
+        for now, take, adjust in timed:
+            budget._fake_now_us = now
+            waits.append(await budget._run_script((0, 0, 0, 0), (take, adjust, 0, 0)))
+        await budget.aclose()
+        return waits
+
+    got = trio.run(run)
+    assert got == gcra_model(timed, interval=1000, tolerance=1_000_000)

@@ -74,6 +74,8 @@ def test_url_parts_and_redaction() -> None:
         (f"redis://:{PASSWORD}@h/zero", "database number"),
         (f"redis://:{PASSWORD}@h:99999/0", "bad port"),
         (f"redis://:{PASSWORD}@/0", "no host"),
+        (f"redis://:{PASSWORD}/x@h/0", "bad port"),  # an unescaped "/" in the password
+        (f"redis://:{PASSWORD}@x@h/zero", "database number"),
     ],
 )
 def test_bad_urls_say_why_without_the_password(url: str, message: str) -> None:

@@ -93,10 +93,12 @@ class RedisURL:
 def _redact(url: str) -> str:
     # For error messages about a URL we could not parse: mask anything between
     # "//" and "@", which is where a password would be.
+    # "//" and the last "@", where a password would be (even one with an unescaped "/"
+    # or "@" in it, which is what made the URL unreadable).
     scheme, sep, rest = url.partition("//")
-    if sep and "@" in rest.split("/", 1)[0]:
-        login, _, host = rest.partition("@")
-        return f"{scheme}//{'***' if login else ''}@{host}"
+    if sep and "@" in rest:
+        _, _, host = rest.rpartition("@")
+        return f"{scheme}//***@{host}"
     return url
 
 

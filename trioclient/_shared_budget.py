@@ -153,11 +153,15 @@ def _bulk(value: bytes) -> bytes:
 
 
 _SMALL_INTS = [_bulk(b"%d" % i) for i in range(-1024, 1024)]
+_TAKE_ONE: Change = (1, 0, 0, 0)
+_TAKE_ONE_BYTES = b"".join(_SMALL_INTS[v + 1024] for v in _TAKE_ONE)
 
 
 def _bulk_ints(values: Change) -> bytes:
     # Most numbers sent are small (1 request, a few hundred tokens, 0 for "none"):
-    # their encodings are made once.
+    # their encodings are made once, and so is the commonest change of all.
+    if values == _TAKE_ONE:
+        return _TAKE_ONE_BYTES
     small = _SMALL_INTS
     return b"".join([small[v + 1024] if -1024 <= v < 1024 else _bulk(b"%d" % v) for v in values])
 
@@ -195,10 +199,10 @@ class _Dimension:
             self.floor_at = max(self.floor_at, now + sent[3] / 1e6)
 
     def observe_remaining(self, remaining: float, now: float) -> None:
-        if remaining < self.burst:
-            # Fewer units left than a full burst: the TAT is at least this far ahead.
-            at = now + (self.tolerance_us - remaining * self.interval_us) / 1e6
-            self.floor_at = max(self.floor_at, at)
+        """The provider says ``remaining`` units are left (fewer than a burst): the TAT is
+        at least this far ahead."""
+        at = now + (self.tolerance_us - remaining * self.interval_us) / 1e6
+        self.floor_at = max(self.floor_at, at)
 
 
 _ABSENT = _bulk(b"0") * 2  # a budget not configured: interval 0
@@ -428,7 +432,6 @@ class RedisBudget:
     def observe(self, headers: httpx.Headers) -> None:
         """Read the provider's ``x-ratelimit-remaining-*``: where they say less is left
         than the shared state allows, the state is pulled down (with the next call)."""
-        now = trio.current_time()
         for dimension, name in (
             (self._requests, "x-ratelimit-remaining-requests"),
             (self._tokens, "x-ratelimit-remaining-tokens"),
@@ -442,8 +445,9 @@ class RedisBudget:
                 remaining = float(text)
             except ValueError:
                 continue
-            if math.isfinite(remaining) and remaining >= 0:
-                dimension.observe_remaining(remaining, now)
+            # (NaN fails both comparisons; a reading of a full burst or more says nothing new.)
+            if 0 <= remaining < dimension.burst:
+                dimension.observe_remaining(remaining, trio.current_time())
 
     async def flush(self) -> None:
         """Send the corrections not yet sent (a call that reserves nothing)."""

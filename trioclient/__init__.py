@@ -77,6 +77,9 @@ if TYPE_CHECKING:
     from ._models import ToolCall as ToolCall
     from ._models import TopLogprob as TopLogprob
     from ._models import Usage as Usage
+    from ._shared_budget import RedisBudget as RedisBudget
+    from ._shared_budget import SharedBudgetError as SharedBudgetError
+    from ._shared_budget import SharedBudgetStatistics as SharedBudgetStatistics
     from ._stream import ChatCompletionStream as ChatCompletionStream
     from ._transport import TrioTransport as TrioTransport
 
@@ -116,6 +119,10 @@ _LAZY = {
     **{
         name: ("._batch_file", name)
         for name in ("BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file")
+    },
+    **{
+        name: ("._shared_budget", name)
+        for name in ("RedisBudget", "SharedBudgetError", "SharedBudgetStatistics")
     },
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
     "TrioTransport": ("._transport", "TrioTransport"),

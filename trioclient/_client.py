@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._batch_results import BatchResult
     from ._chat import Chat
     from ._models import ChatCompletion
+    from ._shared_budget import RedisBudget
     from ._stream import ChatCompletionStream
 
 __all__ = ["Client", "ClientStatistics", "RawResponse"]
@@ -209,6 +210,8 @@ class Client:
         keepalive_expiry: Seconds an idle connection may wait to be reused before it
             is closed instead (``None``: no limit).
         max_response_bytes: Refuse a response body larger than this.
+        budget: A :class:`RedisBudget` every attempt waits for, shared with the other
+            processes on its key; the client closes it when it closes.
 
     Raises:
         ValueError: no key, a ``base_url`` that is not a URL, a bad ``max_concurrent``.
@@ -235,6 +238,7 @@ class Client:
         proxy: str | httpx.URL | None = None,
         trust_env: bool = True,
         keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
+        budget: RedisBudget | None = None,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
@@ -276,7 +280,9 @@ class Client:
             "allow_insecure_http": allow_insecure_http,
             "max_response_bytes": max_response_bytes,
         }
-        self._requester = self._make_requester(Connection(limiter), self._options)
+        if budget is not None and not callable(getattr(budget, "pacer", None)):
+            raise TypeError(f"budget must be a trioclient.RedisBudget, got {type(budget).__name__}")
+        self._requester = self._make_requester(Connection(limiter, budget), self._options)
         self.chat = ChatNamespace(self)
         self.models = Models(self._requester)
 
@@ -440,6 +446,10 @@ class Client:
         if self._owns_transport and self._transport is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._transport.aclose()
+        budget = connection.budget
+        if budget is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await budget.aclose()
 
     # -- knobs and numbers ----------------------------------------------------------
 

@@ -46,6 +46,7 @@ from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._models import Usage
+    from ._shared_budget import RedisBudget
 
 __all__ = ["Connection", "Counters", "Requester"]
 
@@ -87,12 +88,16 @@ class Counters:
 
 class Connection:
     """What a client and its ``with_options`` copies share: the sender (transport), the
-    limiter, the 429 gate, the counters, and whether it is open."""
+    limiter, the 429 gate, the counters, a shared (Redis) budget if any, and whether it
+    is open."""
 
-    __slots__ = ("counters", "gate", "limiter", "rng", "sender", "state")
+    __slots__ = ("budget", "counters", "gate", "limiter", "rng", "sender", "state")
 
-    def __init__(self, limiter: trio.CapacityLimiter) -> None:
+    def __init__(
+        self, limiter: trio.CapacityLimiter, budget: RedisBudget | None = None
+    ) -> None:
         self.limiter = limiter
+        self.budget = budget
         self.gate = RateLimitGate()
         self.counters = Counters()
         self.rng = random.Random()
@@ -205,6 +210,9 @@ class Requester:
             merged.update(extra_headers)  # case-insensitive: a header given twice is replaced
             head = merged.raw
         extensions: dict[str, Any] = {"timeout": self._timeout_extension}
+        budget = self.connection.budget
+        if budget is not None and body is not None:
+            pacer = budget.pacer(body, pacer)  # wraps a batch's own pacer, if any
         if pacer is not None:
             extensions[PACER_EXTENSION] = pacer
         # The `stream=` form takes the headers as given (httpx adds none), so the
@@ -324,5 +332,14 @@ class Requester:
             result = await self.call(request, attempt, timeout, retry)
         finally:
             limiter.release()
-        self.connection.counters.succeed(usage(result))
+        self.succeeded(request, usage(result))
         return result
+
+    def succeeded(self, request: httpx.Request, usage: Usage | None) -> None:
+        """Count a request that ended with an answer, and tell its pacer the true usage
+        (a shared budget corrects the tokens it charged by estimate)."""
+        self.connection.counters.succeed(usage)
+        if usage is not None:
+            hook = getattr(request.extensions.get(PACER_EXTENSION), "after_usage", None)
+            if hook is not None:
+                hook(usage)

@@ -372,7 +372,7 @@ class ChatCompletionStream:
         self._held = None
         if self._done:
             if self._counted:
-                self._requester.counters.succeed(self._accumulator.usage)
+                self._requester.succeeded(self._request, self._accumulator.usage)
             await self._drain()
         await self._drop_response()
         if self._holds_token:
@@ -543,5 +543,5 @@ async def read_stream(
     finally:
         requester.limiter.release()
     completion = stream.current_completion()
-    requester.counters.succeed(completion.usage)
+    requester.succeeded(request, completion.usage)
     return completion, stream

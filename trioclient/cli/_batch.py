@@ -19,7 +19,7 @@ from ._errors import EXIT_FAILED, EXIT_OK, CommandError, error_line, run_command
 from ._progress import LiveProgress, Snapshot
 
 if TYPE_CHECKING:
-    from trioclient import Client
+    from trioclient import Client, RedisBudget
     from trioclient._batch_file import BatchFileRunner, BatchFileSummary
     from trioclient._batch_results import BatchProgress
 
@@ -118,6 +118,38 @@ def _merge(args: argparse.Namespace) -> int:
     return EXIT_FAILED if merged.failed else EXIT_OK
 
 
+def shared_budget(args: argparse.Namespace, options: dict[str, Any]) -> RedisBudget | None:
+    """The ``--redis`` budget, or ``None``; bad options raise :class:`CommandError`.
+
+    The default key is a digest of the endpoint and the API key: workers on the same
+    key share a budget without being told a name, and the key itself is not in Redis.
+    """
+    if args.redis is None:
+        if args.redis_key is not None:
+            raise CommandError("--redis-key needs --redis URL")
+        return None
+    if args.rpm is None and args.tpm is None:
+        raise CommandError("--redis shares a budget: give it --rpm N, --tpm N or both")
+    import hashlib
+
+    from trioclient import DEFAULT_BASE_URL, RedisBudget
+
+    key = args.redis_key
+    if key is None:
+        material = f"{options['base_url'] or DEFAULT_BASE_URL}\n{options['api_key']}"
+        key = "trioclient:budget:" + hashlib.sha256(material.encode()).hexdigest()[:16]
+    try:
+        return RedisBudget(
+            args.redis,
+            key=key,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            on_unreachable=args.redis_unreachable,
+        )
+    except ValueError as exc:
+        raise CommandError(f"--redis: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``trioclient batch`` with parsed ``args``; return the exit code."""
     state: dict[str, Any] = {}
@@ -154,16 +186,20 @@ def run(args: argparse.Namespace) -> int:
         def on_progress(progress: BatchProgress) -> None:
             latest[:] = [progress]
 
-        async with trioclient.Client(**client_options(args.base_url, None)) as client:
+        options = client_options(args.base_url, None)
+        budget = shared_budget(args, options)
+        async with trioclient.Client(**options, budget=budget) as client:
             await preflight(client)
+            if budget is not None and budget.on_unreachable == "error":
+                await budget.ping()
             runner = BatchFileRunner(
                 client,
                 args.input,
                 output,
                 model=args.model,
                 max_concurrent=args.max_concurrent,
-                rpm=args.rpm,
-                tpm=args.tpm,
+                rpm=None if budget else args.rpm,
+                tpm=None if budget else args.tpm,
                 timeout=None if args.timeout is None else trioclient.Timeout(total=args.timeout),
                 retry_failed=args.retry_failed,
                 on_progress=on_progress,

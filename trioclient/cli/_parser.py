@@ -136,6 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute budget")
     batch.add_argument("--tpm", type=_positive_int, metavar="N", help="tokens per minute budget")
+    batch.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the --rpm/--tpm budget with every worker using this Redis "
+        "(redis://[:password@]host:port/db) and the same --redis-key",
+    )
+    batch.add_argument(
+        "--redis-key",
+        metavar="NAME",
+        help="the shared budget's Redis key (default: one per endpoint and API key)",
+    )
+    batch.add_argument(
+        "--redis-unreachable",
+        choices=("error", "local"),
+        default="error",
+        help="when Redis cannot be reached: stop with an error (default), or pace this "
+        "worker alone, with a warning, until it answers again",
+    )
     _add_endpoint(batch, model_default=None)
     batch.add_argument(
         "--retry-failed",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,10 +121,13 @@ def test_nginx_config_has_the_post_trick_and_keepalive(tmp_path: Path) -> None:
         nginx_config(prefix=tmp_path, root=tmp_path, port=0, run_as_root=False)
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+# CI (`.ci/run`, CI=true) installs nginx, so there a missing nginx fails instead of
+# skipping quietly; elsewhere the test skips without it.
+@pytest.mark.skipif(
+    shutil.which("nginx") is None and os.environ.get("CI") != "true",
+    reason="nginx is not installed (CI installs it)",
+)
 def test_nginx_accepts_the_generated_config(tmp_path: Path) -> None:
-    import os
-
     root = tmp_path / "www"
     write_site(root)
     assert (root / "v1/chat/completions").read_bytes() == chat_completion_body()
@@ -132,7 +136,7 @@ def test_nginx_accepts_the_generated_config(tmp_path: Path) -> None:
         nginx_config(prefix=tmp_path, root=root, port=8123, run_as_root=os.geteuid() == 0)
     )
     nginx = shutil.which("nginx")
-    assert nginx is not None
+    assert nginx is not None, "CI=true but nginx is not on PATH (.ci/run installs it)"
     done = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path), "-c", str(conf)],
         capture_output=True,
@@ -397,7 +401,7 @@ def _callgrind_pair(mode: str, start_up: int, per_unit: int, units: tuple[int, i
 
 
 def test_summarise_instructions_gives_per_unit_costs_ratios_and_verdicts() -> None:
-    from benchmarks._driver import summarise_instructions
+    from benchmarks.workloads.instructions import summarise_instructions
 
     costs = {"openai-trio": 800_000, "trioclient": 70_000, "h11-trio": 44_000}
     raw = {
@@ -430,7 +434,7 @@ def test_summarise_instructions_gives_per_unit_costs_ratios_and_verdicts() -> No
 
 
 def test_summarise_instructions_leaves_out_runs_that_failed_or_crashed() -> None:
-    from benchmarks._driver import summarise_instructions
+    from benchmarks.workloads.instructions import summarise_instructions
 
     failed = _callgrind_pair("stream", 10**9, 70_000, (2_000, 12_000))
     failed["large"]["failures"] = 1
@@ -468,7 +472,8 @@ def test_instructions_is_full_mode_only() -> None:
 def test_interleaved_rounds_alternate_contenders_and_report_each_ones_median() -> None:
     import attrs
 
-    from benchmarks._driver import FULL, Context, _interleaved_rounds
+    from benchmarks._context import FULL, Context
+    from benchmarks.workloads._common import interleaved_rounds
 
     walls = {"a": [4.0, 1.0, 2.0], "b": [1.0, 1.0, 1.0], "c": [1.0]}
     calls: list[str] = []
@@ -484,7 +489,7 @@ def test_interleaved_rounds_alternate_contenders_and_report_each_ones_median() -
             return {"status": "ok", "units": 100, "wall_s": walls[contender][n - 1], "round": n}
 
     ctx = FakeContext(quick=False, sizes=attrs.evolve(FULL, throughput_rounds=3))
-    chosen, notes = _interleaved_rounds(ctx, "stream", ["a", "b", "c"], {}, "units")
+    chosen, notes = interleaved_rounds(ctx, "stream", ["a", "b", "c"], {}, "units")
 
     # Round by round, and a contender that cannot run or crashed is not run again.
     assert calls == ["a", "b", "c", "a", "b", "a"]
@@ -493,3 +498,29 @@ def test_interleaved_rounds_alternate_contenders_and_report_each_ones_median() -
     assert chosen["b"]["status"] == "crashed"
     assert chosen["c"]["status"] == "unavailable"
     assert len(notes) == 1 and "a 25.0 / 100 / 50.0" in notes[0]
+
+
+def test_the_registry_names_every_workload_in_run_order() -> None:
+    from benchmarks._driver import parse_args
+
+    assert parse_args([]).selected == [
+        "nonstream",
+        "stream",
+        "paced",
+        "instructions",
+        "schedule",
+        "ratelimit",
+        "memory",
+        "scale",
+        "import",
+    ]
+    assert "instructions" not in parse_args(["--quick"]).selected
+
+
+def test_a_registry_entry_without_a_workload_is_a_clear_error() -> None:
+    from benchmarks.workloads import _load
+
+    with pytest.raises(TypeError, match=r"_common\.py must define WORKLOAD"):
+        _load(("_common",))
+    with pytest.raises(ValueError, match="two workloads are named 'stream'"):
+        _load(("stream", "stream"))

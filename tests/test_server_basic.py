@@ -557,3 +557,63 @@ async def test_client_leaving_mid_stream_is_routine(caplog: pytest.LogCaptureFix
     assert stats.handler_errors == 0
     assert stats.in_flight_requests == 0
     assert caplog.records == []
+
+
+def dechunk(body: bytes) -> bytes:
+    """Decode a chunked body (an independent reading of RFC 9112 section 7.1)."""
+    out = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            assert body == b"\r\n", body  # no trailers, then the end
+            return out
+        out += body[:size]
+        assert body[size : size + 2] == b"\r\n"
+        body = body[size + 2 :]
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+async def test_stream_framing_follows_the_peer_http_version(version: bytes) -> None:
+    # HTTP/1.1 peers get a chunked body; HTTP/1.0 has no chunked encoding, so the
+    # body runs to the close. The SSE inside must be the same either way.
+    body = json.dumps(chat_body(stream=True)).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/%b\r\nhost: x\r\nauthorization: Bearer k\r\n"
+        b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%b"
+    ) % (version, len(body), body)
+    with trio.fail_after(10):
+        async with open_server(answer_tokens=4) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(request)
+                received = b""
+                while piece := await stream.receive_some(65536):
+                    received += piece  # connection: close, so the server ends it
+    head, _, payload = received.partition(b"\r\n\r\n")
+    header_lines = head.lower().split(b"\r\n")
+    assert header_lines[0].startswith(b"http/1.1 200 ")
+    chunked = b"transfer-encoding: chunked" in header_lines
+    assert chunked == (version == b"1.1")
+    events = parse_sse((dechunk(payload) if chunked else payload).decode())
+    assert events[-1] == "[DONE]"
+    deltas = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1]]
+    assert len([d for d in deltas if d]) == 4
+
+
+async def test_an_assert_in_the_block_reaches_the_caller_unwrapped() -> None:
+    # pytest.raises(AssertionError) would miss an ExceptionGroup wrapping it.
+    with trio.fail_after(10), pytest.raises(AssertionError, match="the block's own"):
+        async with open_server() as server:
+            assert server.port == 0, "the block's own assertion"
+
+
+async def test_a_value_error_in_the_block_is_itself_and_the_server_stops() -> None:
+    with trio.fail_after(10):
+        with pytest.raises(ValueError, match="from the block") as caught:
+            async with open_server() as server:
+                port = server.port
+                raise ValueError("from the block")
+        assert not isinstance(caught.value, BaseExceptionGroup)
+        with pytest.raises(OSError):  # the listener is closed
+            await trio.open_tcp_stream("127.0.0.1", port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
@@ -186,3 +187,34 @@ def test_plugin_module_imports_nothing_heavy() -> None:
     assert result.returncode == 0, result.stderr
     # the server (and with it h11) loads only when a fixture runs
     assert result.stdout.strip() == "['trioclient.testing._pytest_plugin']"
+
+
+#: What the server may take from the rest of trioclient: helpers with no knowledge of
+#: the OpenAI protocol. Models, the SSE decoder, the client and its transport are out:
+#: the server is an independent reading of the API, so a test of one against the other
+#: means something.
+SERVER_MAY_IMPORT = {"trioclient._background"}
+
+
+def test_the_server_shares_no_protocol_code_with_the_client() -> None:
+    package = ROOT / "trioclient" / "testing"
+    reached: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 0:
+                    names = [node.module or ""]
+                elif node.level == 1:
+                    continue  # a sibling inside trioclient.testing
+                elif node.module:  # from .._x import y: level 2 is trioclient itself
+                    names = [f"trioclient.{node.module}"]
+                else:  # from .. import _x
+                    names = [f"trioclient.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] == "trioclient" and not name.startswith("trioclient.testing"):
+                    reached.setdefault(name, set()).add(path.name)
+    assert set(reached) <= SERVER_MAY_IMPORT, reached

@@ -432,8 +432,8 @@ def _chunk_choice(c: object, i: int) -> ChunkChoice:
 # --- building chunks without attrs' __init__ -----------------------------------------
 #
 # A frozen attrs __init__ writes each field through object.__setattr__ to get past the
-# class's own refusal; writing the slots through their descriptors is the same write at
-# about a third of the cost, and these three classes are built once per streamed token.
+# class's own refusal; writing the slots through their descriptors is the same write,
+# cheaper, and these three classes are built once per streamed token.
 # The values stay frozen. Only for classes with no validators, converters or post-init
 # (every field is passed); a test pins that both ways build equal values.
 

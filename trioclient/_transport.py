@@ -2,10 +2,11 @@
 
 httpx's default transport (httpcore) keeps a connection pool that scans every
 connection on each operation and queues requests beyond ``max_connections`` until
-they die of ``PoolTimeout``. At 64 requests in flight that pool alone costs about
-3 ms of CPU per request. trioclient bounds concurrency *before* a request reaches the
-transport (a ``trio.CapacityLimiter`` in the client), so the transport needs no cap
-and no queue: it only has to remember which keep-alive connections are idle.
+they die of ``PoolTimeout``; with many requests in flight the scanning shows in the
+client's CPU (the concurrency-scale workload in ``benchmarks/`` measures it).
+trioclient bounds concurrency *before* a request reaches the transport (a
+``trio.CapacityLimiter`` in the client), so the transport needs no cap and no queue:
+it only has to remember which keep-alive connections are idle.
 
 That is what :class:`TrioTransport` does. Think of it as a coat rack per origin
 (scheme, host, port): a request takes the most recently hung connection (LIFO, so

@@ -71,11 +71,11 @@ if TYPE_CHECKING:
     from ._config import ServerConfig as ServerConfig
     from ._config import parse_distribution as parse_distribution
     from ._ratelimit import format_duration as format_duration
-    from ._server import SIM_HEADER as SIM_HEADER
     from ._server import Server as Server
-    from ._server import ServerStatistics as ServerStatistics
     from ._server import open_server as open_server
     from ._server import serve as serve
+    from ._stats import ServerStatistics as ServerStatistics
+    from ._validate import SIM_HEADER as SIM_HEADER
 
 # Loaded on first use, so that importing the pytest plugin (which pytest does in every
 # run where trioclient is installed) costs nothing until a fixture is used.
@@ -86,9 +86,9 @@ _LAZY = {
     "ServerConfig": "._config",
     "parse_distribution": "._config",
     "format_duration": "._ratelimit",
-    "SIM_HEADER": "._server",
+    "SIM_HEADER": "._validate",
     "Server": "._server",
-    "ServerStatistics": "._server",
+    "ServerStatistics": "._stats",
     "open_server": "._server",
     "serve": "._server",
 }

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from ._chat import system as system
     from ._chat import tool_result as tool_result
     from ._chat import user as user
+    from ._embeddings import CreateEmbeddingResponse as CreateEmbeddingResponse
+    from ._embeddings import Embedding as Embedding
     from ._models import ChatCompletion as ChatCompletion
     from ._models import ChatCompletionChunk as ChatCompletionChunk
     from ._models import ChatCompletionMessage as ChatCompletionMessage
@@ -103,6 +105,7 @@ _LAZY = {
         name: ("._batch_file", name)
         for name in ("BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file")
     },
+    **{name: ("._embeddings", name) for name in ("CreateEmbeddingResponse", "Embedding")},
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
     "TrioTransport": ("._transport", "TrioTransport"),
     "sse": (".sse", None),

@@ -72,6 +72,10 @@ if TYPE_CHECKING:
     from ._models import FunctionCall as FunctionCall
     from ._models import ToolCall as ToolCall
     from ._models import Usage as Usage
+    from ._responses import ResponseObject as ResponseObject
+    from ._responses import ResponseStream as ResponseStream
+    from ._responses import ResponseStreamEvent as ResponseStreamEvent
+    from ._responses import ResponseUsage as ResponseUsage
     from ._stream import ChatCompletionStream as ChatCompletionStream
     from ._transport import TrioTransport as TrioTransport
 
@@ -106,6 +110,10 @@ _LAZY = {
         for name in ("BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file")
     },
     **{name: ("._embeddings", name) for name in ("CreateEmbeddingResponse", "Embedding")},
+    **{
+        name: ("._responses", name)
+        for name in ("ResponseObject", "ResponseStream", "ResponseStreamEvent", "ResponseUsage")
+    },
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
     "TrioTransport": ("._transport", "TrioTransport"),
     "sse": (".sse", None),

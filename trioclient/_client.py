@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._chat import Chat
     from ._embeddings import Embeddings
     from ._models import ChatCompletion
+    from ._responses import Responses
     from ._stream import ChatCompletionStream, StreamManager
 
 __all__ = ["Client", "ClientStatistics", "RawResponse"]
@@ -358,6 +359,14 @@ class Client:
         from ._embeddings import Embeddings
 
         return Embeddings(self._requester)
+
+    @functools.cached_property
+    def responses(self) -> Responses:
+        """``client.responses``: the Responses API, ``create(model=..., input=...)``,
+        whole or streamed (see :mod:`trioclient._responses`)."""
+        from ._responses import Responses
+
+        return Responses(self._requester)
 
     @property
     def base_url(self) -> httpx.URL:

@@ -157,7 +157,7 @@ async def test_bad_lines_are_reported_and_good_ones_run(
         line("a", "fine"),
         "{not json",
         json.dumps({"method": "POST", "url": "/v1/chat/completions", "body": {}}),
-        line("e", "embed me", url="/v1/embeddings"),
+        line("e", "complete me", url="/v1/completions"),
         "",
         line("s", "bad status=400"),
         json.dumps({"custom_id": "nb", "url": "/chat/completions", "body": "text"}),
@@ -178,7 +178,7 @@ async def test_bad_lines_are_reported_and_good_ones_run(
     )
     assert errors[3]["error"]["code"] == "missing_custom_id"
     assert errors[4]["error"]["code"] == "unsupported_url" and errors[4]["custom_id"] == "e"
-    assert "/v1/embeddings" in errors[4]["error"]["message"]
+    assert "/v1/completions" in errors[4]["error"]["message"]
     assert errors[7]["error"]["code"] == "invalid_body"
     status = by_id(out)["s"]
     assert status["error"]["code"] == "bad_thing"

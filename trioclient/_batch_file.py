@@ -21,7 +21,8 @@ JSONL. A JSONL body without a ``model`` takes ``model=`` when given.
 
 A failure has the same shape with ``error: {"code", "message"}`` set, and ``response``
 holding the status and error body when the server answered. A bad input line (not JSON,
-no ``custom_id``, a ``url`` other than ``/v1/chat/completions``) gets an error record
+no ``custom_id``, a ``url`` other than ``/v1/chat/completions``, ``/v1/embeddings`` or
+``/v1/responses``: lines may mix them) gets an error record
 whose message names its line number (also in ``error.line``); the good lines run anyway.
 Duplicate ``custom_id`` values are different: they make "which answer belongs to which
 request" ambiguous, so they are reported with their line numbers before anything is
@@ -64,6 +65,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 import trio
 
+from . import _endpoints
 from ._batch import BatchProgress, BatchResult
 from ._config import Timeout
 from ._exceptions import (
@@ -81,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchFileError", "BatchFileRunner", "BatchFileSummary", "run_batch_file"]
 
-SUPPORTED_URLS = frozenset({"/v1/chat/completions", "/chat/completions"})
+SUPPORTED_URLS = _endpoints.SUPPORTED_URLS
 _BLOCK = 1 << 20  # bytes of input read per worker-thread call
 
 InputArg = str | os.PathLike[str] | IO[str] | IO[bytes]
@@ -142,8 +144,8 @@ def _decode(raw: bytes | str) -> str:
     return raw
 
 
-def _parse_line(text: str, number: int) -> tuple[str, dict[str, Any]] | _BadLine:
-    """One JSONL request line -> ``(custom_id, body)``, or why it cannot be sent."""
+def _parse_line(text: str, number: int) -> tuple[str, dict[str, Any], str] | _BadLine:
+    """One JSONL request line -> ``(custom_id, body, url)``, or why it cannot be sent."""
     try:
         obj = json.loads(text)
     except ValueError as exc:
@@ -172,15 +174,15 @@ def _parse_line(text: str, number: int) -> tuple[str, dict[str, Any]] | _BadLine
             number,
             custom_id,
             "unsupported_url",
-            f"line {number}: url {url!r} is not supported: only /v1/chat/completions "
-            "(or /chat/completions)",
+            f"line {number}: url {url!r} is not supported: only /v1/chat/completions, "
+            "/v1/embeddings or /v1/responses (the /v1 prefix may be left out)",
         )
     body = obj.get("body")
     if not isinstance(body, dict):
         return _BadLine(
             number, custom_id, "invalid_body", f"line {number}: 'body' must be a JSON object"
         )
-    return custom_id, body
+    return custom_id, body, url
 
 
 def _lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
@@ -554,7 +556,7 @@ class BatchFileRunner:
 
     async def _requests(
         self, source: IO[Any], plain: bool, bad_lines: set[int], done: set[str]
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncIterator[tuple[str, dict[str, Any], str]]:
         """Pass two: the requests still to send, read a block at a time."""
         model = self._model
         number = 0
@@ -575,19 +577,20 @@ class BatchFileRunner:
                     yield (
                         custom_id,
                         {"model": model, "messages": [{"role": "user", "content": text}]},
+                        _endpoints.DEFAULT_URL,
                     )
                     continue
                 parsed = _parse_line(text, number)
                 assert not isinstance(parsed, _BadLine)  # the scan saw this line
-                custom_id, body = parsed
+                custom_id, body, url = parsed
                 if custom_id in done:
                     continue
                 if model is not None and "model" not in body:
                     body["model"] = model
-                yield custom_id, body
+                yield custom_id, body, url
 
     async def _consume(
-        self, requests: AsyncIterator[tuple[str, dict[str, Any]]], sink: _Sink
+        self, requests: AsyncIterator[tuple[str, dict[str, Any], str]], sink: _Sink
     ) -> None:
         stashed: BaseException | None = None
         async with self._client.batch(requests, **self._options) as results:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array
 import binascii
+import copy
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -109,6 +110,12 @@ class CreateEmbeddingResponse:
     data: tuple[Embedding, ...]
     model: str
     usage: Usage | None = None
+    raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object as the server sent it (base64 vectors stay base64), as a
+        deep copy: what a batch output line holds."""
+        return copy.deepcopy(self.raw)
 
     @property
     def vectors(self) -> list[list[float]]:
@@ -169,6 +176,7 @@ def parse_embedding_response(data: Any, expected: int | None = None) -> CreateEm
         tuple(embeddings),
         model if isinstance(model, str) else "",
         Usage.from_dict(usage) if usage is not None else None,
+        data,
     )
 
 
@@ -219,6 +227,19 @@ def input_count(value: object) -> int:
 
 def _is_token(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_embedding_body(body: Mapping[str, Any]) -> int:
+    """Check a whole embeddings body as written (a batch line's): a model, an input, a
+    valid ``dimensions`` and ``encoding_format`` if present. Returns the input count."""
+    if "model" not in body:
+        raise ValueError("the body has no 'model'")
+    if "input" not in body:
+        raise ValueError("the body has no 'input'")
+    _, count = build_embedding_body(
+        body["model"], body["input"], body.get("dimensions"), body.get("encoding_format")
+    )
+    return count
 
 
 def build_embedding_body(

@@ -72,6 +72,9 @@ if TYPE_CHECKING:
     from ._models import FunctionCall as FunctionCall
     from ._models import ToolCall as ToolCall
     from ._models import Usage as Usage
+    from ._remote_batch import RemoteBatchProgress as RemoteBatchProgress
+    from ._remote_batch import RemoteBatchRunner as RemoteBatchRunner
+    from ._remote_batch import run_remote_batch_file as run_remote_batch_file
     from ._responses import ResponseObject as ResponseObject
     from ._responses import ResponseStream as ResponseStream
     from ._responses import ResponseStreamEvent as ResponseStreamEvent
@@ -113,6 +116,10 @@ _LAZY = {
     **{
         name: ("._responses", name)
         for name in ("ResponseObject", "ResponseStream", "ResponseStreamEvent", "ResponseUsage")
+    },
+    **{
+        name: ("._remote_batch", name)
+        for name in ("RemoteBatchProgress", "RemoteBatchRunner", "run_remote_batch_file")
     },
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
     "TrioTransport": ("._transport", "TrioTransport"),

@@ -22,6 +22,7 @@ import h11
 import trio
 
 from .._background import open_background
+from ._batches import BatchService
 from ._chat import ChatEndpoint
 from ._config import ServerConfig
 from ._embeddings import EmbeddingsEndpoint
@@ -64,12 +65,14 @@ class Server:
     _chat: ChatEndpoint = attrs.field(init=False, repr=False)
     _embeddings: EmbeddingsEndpoint = attrs.field(init=False, repr=False)
     _responses: ResponsesEndpoint = attrs.field(init=False, repr=False)
+    _batches: BatchService = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._chat = ChatEndpoint.for_config(self.config, self._counters, self._ids, self._pacer)
         # The other model endpoints share the chat endpoint's buckets, faults and pacer.
         self._embeddings = EmbeddingsEndpoint(self._chat)
         self._responses = ResponsesEndpoint(self._chat)
+        self._batches = BatchService(self._chat, self._ids)
 
     @property
     def base_url(self) -> str:
@@ -172,6 +175,9 @@ class Server:
             if method == b"POST":
                 return await self._responses.answer(wire, request, self.config)
             await self._not_allowed(wire, request, b"POST")
+        elif path.startswith((b"/v1/files", b"/v1/batches", b"/files", b"/batches")):
+            c.requests_by_path["/v1/batches" if b"batches" in path else "/v1/files"] += 1
+            return await self._batches.answer(wire, request, self.config)
         elif path in _MODELS_PATHS or path.startswith((b"/v1/models/", b"/models/")):
             c.requests_by_path["/v1/models"] += 1
             if method == b"GET":

@@ -126,8 +126,8 @@ class Requester:
     __slots__ = (
         "_chat_url",
         "_head",
-        "_urls",
         "_timeout_extension",
+        "_urls",
         "base_url",
         "connection",
         "default_query",

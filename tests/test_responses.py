@@ -392,3 +392,14 @@ async def test_a_non_stream_answer_to_a_stream_request_is_an_error() -> None:
     async with client_for(recorder) as client:
         with pytest.raises(trioclient.APIResponseValidationError, match="expected a stream"):
             await client.responses.create(model="grok-4", input="x", stream=True)
+
+
+async def test_a_stream_read_to_its_end_closes_itself() -> None:
+    payload = sse(stream_events(["a", "b"]))
+    async with client_for(Recorder(lambda r: streaming(payload)), max_concurrent=1) as client:
+        stream = await client.responses.create(model="grok-4", input="x", stream=True)
+        async for _ in stream:
+            pass
+        # No `async with`, no aclose(): the end of the stream gave the token back.
+        assert client.limiter.borrowed_tokens == 0
+        assert client.statistics().requests_succeeded == 1

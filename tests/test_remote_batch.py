@@ -237,3 +237,26 @@ async def test_the_cli_runs_a_file_remotely_and_a_rerun_changes_nothing(tmp_path
     assert second.returncode == 0 and b"5 skipped" in second.stderr
     assert batches == 2  # one per endpoint, from the first run only
     assert sorted(records(out)) == ["emb", "q0", "q1", "q2", "q3"]
+
+
+async def test_xai_results_are_read_page_by_page(tmp_path: Path) -> None:
+    # The embedded server pages xAI results 100 at a time: 250 lines take three pages.
+    source = tmp_path / "in.jsonl"
+    lines = [
+        {
+            "custom_id": f"e{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "e", "input": f"t{i}", "dimensions": 2},
+        }
+        for i in range(250)
+    ]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    with trio.fail_after(30):
+        async with open_server(batch_delay=0.1) as server, client_for(server) as client:
+            summary = await run_remote_batch_file(
+                client, source, out, provider="xai", poll_interval=0.05
+            )
+    assert summary.succeeded == 250
+    assert sorted(records(out)) == sorted(f"e{i}" for i in range(250))

@@ -157,7 +157,7 @@ async def test_bad_lines_are_reported_and_good_ones_run(
         line("a", "fine"),
         "{not json",
         json.dumps({"method": "POST", "url": "/v1/chat/completions", "body": {}}),
-        line("e", "embed me", url="/v1/embeddings"),
+        line("e", "complete me", url="/v1/completions"),
         "",
         line("s", "bad status=400"),
         json.dumps({"custom_id": "nb", "url": "/chat/completions", "body": "text"}),
@@ -178,7 +178,7 @@ async def test_bad_lines_are_reported_and_good_ones_run(
     )
     assert errors[3]["error"]["code"] == "missing_custom_id"
     assert errors[4]["error"]["code"] == "unsupported_url" and errors[4]["custom_id"] == "e"
-    assert "/v1/embeddings" in errors[4]["error"]["message"]
+    assert "/v1/completions" in errors[4]["error"]["message"]
     assert errors[7]["error"]["code"] == "invalid_body"
     status = by_id(out)["s"]
     assert status["error"]["code"] == "bad_thing"
@@ -453,15 +453,16 @@ async def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
         with trio.fail_after(30):
             while not api.prompts:  # noqa: ASYNC110 - the fake API has no event to wait on
                 await trio.sleep(0.01)
-        sent = len(api.prompts)
         with pytest.raises(BatchFileError) as caught:
             await run_batch_file(client, source, out)
         message = str(caught.value)
         assert f"another run is writing to {out} (pid {os.getpid()})" in message
         assert f"{out}.lock" in message
-        assert len(api.prompts) == sent  # the refused run sent nothing
         with trio.fail_after(30):
             await first_done.wait()
+    # The refused run sent nothing: six prompts in all, the first run's. (Counted at the
+    # end: the first run keeps sending while the second is refused.)
+    assert len(api.prompts) == 6
     assert sorted(by_id(out)) == [f"q{i}" for i in range(6)]  # each once: no interleaving
     # The lock went with the first run: the next one is allowed, and finds it all done.
     async with client_for(api) as client:

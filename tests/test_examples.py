@@ -72,6 +72,18 @@ def _check_process_requests(out: str) -> None:
     assert re.findall(r"# Response (\d):", out) == ["0", "1", "2", "3"]
 
 
+def _check_embeddings_at_scale(out: str) -> None:
+    assert re.search(r"2000 of 2000 texts embedded in 10 requests", out)
+    assert "256 dimensions" in out
+    assert "a text is its own nearest: 1.000" in out
+
+
+def _check_remote_batch(out: str) -> None:
+    assert "5 succeeded, 0 failed" in out
+    assert "run again: 5 already done, 0 sent" in out
+    assert "cities: 4 vectors" in out and out.count("fact-") == 4
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
     "concurrent_questions": _check_concurrent_questions,
     "process_batch": _check_process_batch,
@@ -82,6 +94,8 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "timeout": _check_timeout,
     "xai_chat": _check_xai_chat,
     "process_requests": _check_process_requests,
+    "embeddings_at_scale": _check_embeddings_at_scale,
+    "remote_batch": _check_remote_batch,
 }
 
 

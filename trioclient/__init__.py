@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from ._chat import system as system
     from ._chat import tool_result as tool_result
     from ._chat import user as user
+    from ._embeddings import CreateEmbeddingResponse as CreateEmbeddingResponse
+    from ._embeddings import Embedding as Embedding
     from ._models import Annotation as Annotation
     from ._models import ChatCompletion as ChatCompletion
     from ._models import ChatCompletionChunk as ChatCompletionChunk
@@ -77,6 +79,13 @@ if TYPE_CHECKING:
     from ._models import ToolCall as ToolCall
     from ._models import TopLogprob as TopLogprob
     from ._models import Usage as Usage
+    from ._remote_batch import RemoteBatchProgress as RemoteBatchProgress
+    from ._remote_batch import RemoteBatchRunner as RemoteBatchRunner
+    from ._remote_batch import run_remote_batch_file as run_remote_batch_file
+    from ._responses import ResponseObject as ResponseObject
+    from ._responses import ResponseStream as ResponseStream
+    from ._responses import ResponseStreamEvent as ResponseStreamEvent
+    from ._responses import ResponseUsage as ResponseUsage
     from ._shared_budget import RedisBudget as RedisBudget
     from ._shared_budget import SharedBudgetError as SharedBudgetError
     from ._shared_budget import SharedBudgetStatistics as SharedBudgetStatistics
@@ -123,6 +132,15 @@ _LAZY = {
     **{
         name: ("._shared_budget", name)
         for name in ("RedisBudget", "SharedBudgetError", "SharedBudgetStatistics")
+    },
+    **{name: ("._embeddings", name) for name in ("CreateEmbeddingResponse", "Embedding")},
+    **{
+        name: ("._responses", name)
+        for name in ("ResponseObject", "ResponseStream", "ResponseStreamEvent", "ResponseUsage")
+    },
+    **{
+        name: ("._remote_batch", name)
+        for name in ("RemoteBatchProgress", "RemoteBatchRunner", "run_remote_batch_file")
     },
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
     "TrioTransport": ("._transport", "TrioTransport"),

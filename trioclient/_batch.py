@@ -65,8 +65,9 @@ from ._background import describe_leaves, open_background
 from ._batch_results import BatchError, BatchProgress, BatchResult
 from ._body import build_body
 from ._config import Timeout
+from ._endpoints import DEFAULT_URL, endpoint_for, usage_of
 from ._exceptions import APIError
-from ._models import ChatCompletion, Usage
+from ._models import ChatCompletion
 from ._pacing import Budgets, estimate_tokens
 from ._retry import RetryPolicy
 
@@ -178,17 +179,21 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
-def _split_item(item: object) -> tuple[str | None, Mapping[str, Any]]:
-    """``body`` or ``(custom_id, body)`` -> ``(custom_id, body)``, checked."""
+def _split_item(item: object) -> tuple[str | None, Mapping[str, Any], str]:
+    """``body``, ``(custom_id, body)`` or ``(custom_id, body, url)`` ->
+    ``(custom_id, body, url)``, checked (the url defaults to chat completions)."""
     custom_id: str | None = None
     body = item
+    url = DEFAULT_URL
     if isinstance(item, tuple):
-        if len(item) != 2:
+        if len(item) not in (2, 3):
             raise TypeError(
-                f"a batch item must be a body dict or a (custom_id, body) pair, "
-                f"got a tuple of {len(item)}"
+                f"a batch item must be a body dict, a (custom_id, body) pair or a "
+                f"(custom_id, body, url) triple, got a tuple of {len(item)}"
             )
-        given, body = item
+        given, body = item[0], item[1]
+        if len(item) == 3:
+            url = item[2]
         if not isinstance(given, str):
             raise TypeError(f"custom_id must be a string, got {type(given).__name__}")
         custom_id = given
@@ -197,7 +202,7 @@ def _split_item(item: object) -> tuple[str | None, Mapping[str, Any]]:
             f"a batch item must be a body dict like {{'model': ..., 'messages': [...]}} "
             f"or a (custom_id, body) pair, got {type(body).__name__}"
         )
-    return custom_id, body
+    return custom_id, body, url
 
 
 def _checked_body(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,10 +213,6 @@ def _checked_body(body: Mapping[str, Any]) -> dict[str, Any]:
     if "model" not in body:
         raise ValueError("the body has no 'model'")
     return build_body(body.get("model"), body.get("messages"), params)
-
-
-def _usage(completion: ChatCompletion) -> Usage | None:
-    return completion.usage
 
 
 @attrs.define(eq=False)
@@ -418,20 +419,27 @@ class _Engine:
     async def _run_one(self, index: int, item: Any) -> BatchResult:
         custom_id: str | None = None
         try:
-            custom_id, raw = _split_item(item)
-            body = _checked_body(raw)
+            custom_id, raw, url = _split_item(item)
+            # Any Batch API url: chat, embeddings or responses (see _endpoints).
+            endpoint = endpoint_for(url)
+            if endpoint.kind == "chat":
+                body = _checked_body(raw)
+                parse: Any = parse_chat_completion
+            else:
+                body = dict(raw)
+                parse = endpoint.prepare(body)
         except (TypeError, ValueError) as exc:
             return BatchResult(index, custom_id, None, exc, attempts=0, latency=0.0)
-        pacer = _ItemPacer(self, estimate_tokens(body))
+        pacer = _ItemPacer(self, estimate_tokens(body, kind=endpoint.kind))
         requester = self.requester
         ttft = tps = None
         try:
-            if body.get("stream"):
+            if body.get("stream") and endpoint.kind == "chat":
                 completion, ttft, tps = await self._stream_one(body, pacer)
             else:
-                request = requester.build_request("chat/completions", body, pacer=pacer)
+                request = requester.build_request(endpoint.path, body, pacer=pacer)
                 completion = await requester.request_json(
-                    request, parse_chat_completion, self.timeout, self.retry, _usage
+                    request, parse, self.timeout, self.retry, usage_of
                 )
         except APIError as error:
             return self._result(index, custom_id, pacer, None, error)
@@ -440,7 +448,7 @@ class _Engine:
                 raise
             # Raised while encoding the body, before anything was sent: the item's fault.
             return self._result(index, custom_id, pacer, None, error)
-        usage = completion.usage
+        usage = usage_of(completion)
         if usage is not None:
             self.budgets.refund_tokens(pacer.tokens - usage.total_tokens)
         return self._result(index, custom_id, pacer, completion, None, ttft, tps)
@@ -564,8 +572,10 @@ def open_batch(
         requester: An open client's request path (``client.batch()`` passes it).
         requests: Bodies (dicts as for ``create``: ``{"model", "messages", ...}``; with
             ``"stream": True`` the engine reads the stream whole) or
-            ``(custom_id, body)`` pairs, from an iterable or an async iterable, pulled
-            only as capacity frees up.
+            ``(custom_id, body)`` pairs, or ``(custom_id, body, url)`` triples whose
+            Batch API ``url`` is ``/v1/chat/completions``, ``/v1/embeddings`` or
+            ``/v1/responses`` (mixed freely), from an iterable or an async iterable,
+            pulled only as capacity frees up.
         max_concurrent: Requests in progress at once (default: the client's; the
             client's limiter still applies on top).
         ordered: Yield results in input order (through a bounded reorder buffer).

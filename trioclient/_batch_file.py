@@ -24,7 +24,8 @@ JSONL. A JSONL body without a ``model`` takes ``model=`` when given.
 
 A failure has the same shape with ``error: {"code", "message"}`` set, and ``response``
 holding the status and error body when the server answered. A bad input line (not JSON,
-no ``custom_id``, a ``url`` other than ``/v1/chat/completions``) gets an error record
+no ``custom_id``, a ``url`` other than ``/v1/chat/completions``, ``/v1/embeddings`` or
+``/v1/responses``: lines may mix them) gets an error record
 whose message names its line number (also in ``error.line``); the good lines run anyway.
 Duplicate ``custom_id`` values are different: they make "which answer belongs to which
 request" ambiguous, so they are reported with their line numbers before anything is
@@ -78,6 +79,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 import trio
 
+from . import _endpoints
 from ._background import open_background
 from ._batch_format import (
     BLOCK,
@@ -570,7 +572,7 @@ class BatchFileRunner:
 
     async def _requests(
         self, source: IO[Any], plain: bool, bad_lines: set[int], done: set[str]
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncIterator[tuple[str, dict[str, Any], str]]:
         """Pass two: the requests still to send, read a block at a time."""
         model, shard = self._model, self._shard
         number = 0
@@ -591,21 +593,22 @@ class BatchFileRunner:
                     yield (
                         custom_id,
                         {"model": model, "messages": [{"role": "user", "content": text}]},
+                        _endpoints.DEFAULT_URL,
                     )
                     continue
                 parsed = parse_line(text, number)
                 assert not isinstance(parsed, BadLine)  # the scan saw this line
-                custom_id, body = parsed
+                custom_id, body, url = parsed
                 if custom_id in done or (shard is not None and not shard.owns(custom_id)):
                     continue
                 if model is not None and "model" not in body:
                     body["model"] = model
-                yield custom_id, body
+                yield custom_id, body, url
 
     async def _consume(
         self,
         bad_lines: list[BadLine],
-        requests: AsyncIterator[tuple[str, dict[str, Any]]],
+        requests: AsyncIterator[tuple[str, dict[str, Any], str]],
         sink: _Sink,
     ) -> None:
         writer = _Writer(sink, self._count_written)

@@ -3,7 +3,7 @@
 The durable runner (:mod:`trioclient._batch_file`) does the reading, writing and
 resuming; this module only says what a line means:
 
-* :func:`parse_line` turns one JSONL request line into ``(custom_id, body)``, or a
+* :func:`parse_line` turns one JSONL request line into ``(custom_id, body, url)``, or a
   :class:`BadLine` saying why it cannot be sent (the message names the line number);
 * :func:`scan` is the first pass over an input: its ids, duplicates and bad lines,
   never its bodies;
@@ -33,6 +33,7 @@ from typing import IO, Any
 
 import attrs
 
+from . import _endpoints
 from ._batch_results import BatchResult
 from ._exceptions import (
     APIConnectionError,
@@ -61,7 +62,7 @@ __all__ = [
     "scan",
 ]
 
-SUPPORTED_URLS = frozenset({"/v1/chat/completions", "/chat/completions"})
+SUPPORTED_URLS = _endpoints.SUPPORTED_URLS
 BLOCK = 1 << 20  # bytes of input read per call (a worker-thread call, in the runner)
 
 
@@ -97,8 +98,8 @@ def plain_id(number: int) -> str:
     return f"line-{number}"
 
 
-def parse_line(text: str, number: int) -> tuple[str, dict[str, Any]] | BadLine:
-    """One JSONL request line -> ``(custom_id, body)``, or why it cannot be sent."""
+def parse_line(text: str, number: int) -> tuple[str, dict[str, Any], str] | BadLine:
+    """One JSONL request line -> ``(custom_id, body, url)``, or why it cannot be sent."""
     try:
         obj = json.loads(text)
     except ValueError as exc:
@@ -127,15 +128,15 @@ def parse_line(text: str, number: int) -> tuple[str, dict[str, Any]] | BadLine:
             number,
             custom_id,
             "unsupported_url",
-            f"line {number}: url {url!r} is not supported: only /v1/chat/completions "
-            "(or /chat/completions)",
+            f"line {number}: url {url!r} is not supported: only /v1/chat/completions, "
+            "/v1/embeddings or /v1/responses (the /v1 prefix may be left out)",
         )
     body = obj.get("body")
     if not isinstance(body, dict):
         return BadLine(
             number, custom_id, "invalid_body", f"line {number}: 'body' must be a JSON object"
         )
-    return custom_id, body
+    return custom_id, body, url
 
 
 def numbered_lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
+    from ._embeddings import CreateEmbeddingResponse
     from ._models import ChatCompletion, Usage
+    from ._responses import ResponseObject
 
 __all__ = ["BatchError", "BatchProgress", "BatchResult"]
 
@@ -24,7 +26,10 @@ class BatchResult:
     Attributes:
         index: Its position in the input (0-based).
         custom_id: The id given with a ``(custom_id, body)`` pair, else ``None``.
-        response: The completion (for a stream, assembled from its chunks), or ``None``.
+        response: The answer, or ``None``: a :class:`~trioclient.ChatCompletion` (for
+            a stream, assembled from its chunks), a
+            :class:`~trioclient.CreateEmbeddingResponse` or a
+            :class:`~trioclient.ResponseObject`, as the item's url says.
         error: Why there is no response: a trioclient :class:`~trioclient.APIError`, or
             the ``ValueError``/``TypeError`` that rejected the body before sending.
         attempts: Attempts put on the wire (0 when the body was rejected).
@@ -41,7 +46,7 @@ class BatchResult:
 
     index: int
     custom_id: str | None
-    response: ChatCompletion | None
+    response: ChatCompletion | CreateEmbeddingResponse | ResponseObject | None
     error: Exception | None
     attempts: int
     latency: float
@@ -59,7 +64,9 @@ class BatchResult:
     @property
     def usage(self) -> Usage | None:
         """The response's token usage, if any."""
-        return None if self.response is None else self.response.usage
+        from ._endpoints import usage_of
+
+        return usage_of(self.response)
 
 
 @attrs.frozen

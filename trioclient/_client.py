@@ -12,6 +12,7 @@ runs in the task that awaits it, and a caller's cancel scope around any call jus
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
     from ._batch import BatchResults
     from ._batch_results import BatchResult
     from ._chat import Chat
+    from ._embeddings import Embeddings
     from ._models import ChatCompletion
+    from ._responses import Responses
     from ._shared_budget import RedisBudget
     from ._stream import ChatCompletionStream
 
@@ -373,6 +376,24 @@ class Client:
         copy.chat = ChatNamespace(copy)
         copy.models = Models(copy._requester)
         return copy
+
+    # The other endpoints' namespaces are made on first use (their modules load then),
+    # from this client's requester, so a with_options copy gets its own.
+
+    @functools.cached_property
+    def embeddings(self) -> Embeddings:
+        """``client.embeddings``: ``create(model=..., input=...)`` (see :mod:`trioclient._embeddings`)."""
+        from ._embeddings import Embeddings
+
+        return Embeddings(self._requester)
+
+    @functools.cached_property
+    def responses(self) -> Responses:
+        """``client.responses``: the Responses API, ``create(model=..., input=...)``,
+        whole or streamed (see :mod:`trioclient._responses`)."""
+        from ._responses import Responses
+
+        return Responses(self._requester)
 
     @property
     def base_url(self) -> httpx.URL:

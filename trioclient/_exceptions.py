@@ -37,6 +37,7 @@ import httpx
 
 if TYPE_CHECKING:
     from ._models import ChatCompletion
+    from ._responses import ResponseObject
 
 __all__ = [
     "APIConnectionError",
@@ -67,8 +68,10 @@ class APIError(Exception):
         request: The request this error belongs to, when there was one.
         body: The parsed error body the server sent, if any (a dict for JSON bodies,
             the text otherwise).
-        partial: For streams, the completion assembled from the chunks that arrived
-            before the failure; ``None`` otherwise.
+        partial: For streams, what arrived before the failure: the completion
+            assembled from a chat stream's chunks, or the
+            :class:`~trioclient.ResponseObject` assembled from a Responses stream's
+            events; ``None`` otherwise.
     """
 
     def __init__(
@@ -77,7 +80,7 @@ class APIError(Exception):
         *,
         request: httpx.Request | None = None,
         body: object = None,
-        partial: ChatCompletion | None = None,
+        partial: ChatCompletion | ResponseObject | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message

@@ -103,7 +103,9 @@ _DURATION_UNITS = {
 DEFAULT_COMPLETION_TOKENS = 512
 
 
-def estimate_tokens(body: Any, default_completion_tokens: int = DEFAULT_COMPLETION_TOKENS) -> int:
+def estimate_tokens(
+    body: Any, default_completion_tokens: int = DEFAULT_COMPLETION_TOKENS, kind: str = "chat"
+) -> int:
     """What a request will cost against a tokens-per-minute budget, before it is sent.
 
     The same rule the APIs use to admit a request: the prompt (about four characters a
@@ -111,9 +113,23 @@ def estimate_tokens(body: Any, default_completion_tokens: int = DEFAULT_COMPLETI
     (``max_completion_tokens``, else ``max_tokens``, else ``default_completion_tokens``),
     times ``n``. It over-estimates on purpose: the ``usage`` that comes back corrects
     the budget, and a late refund costs less throughput than an early 429.
+
+    ``kind`` is the endpoint: ``"chat"``; ``"embeddings"`` (the input only: an
+    embedding writes no tokens; a token id counts one); ``"responses"`` (the input
+    items and ``instructions``, plus ``max_output_tokens`` or the default).
     """
     if not isinstance(body, dict):
         return default_completion_tokens
+    if kind == "embeddings":
+        return _estimate_input(body.get("input"))
+    if kind == "responses":
+        prompt = _estimate_input(body.get("input")) + _estimate_input(body.get("instructions"))
+        if body.get("tools"):
+            prompt += (len(str(body["tools"])) + 3) // 4
+        answer = body.get("max_output_tokens")
+        if not isinstance(answer, int) or isinstance(answer, bool) or answer < 0:
+            answer = default_completion_tokens
+        return prompt + answer
     chars = 0
     messages = body.get("messages")
     extra = 3
@@ -145,6 +161,21 @@ def estimate_tokens(body: Any, default_completion_tokens: int = DEFAULT_COMPLETI
     n = body.get("n")
     choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
     return extra + (chars + 3) // 4 + answer * choices
+
+
+def _estimate_input(value: Any) -> int:
+    """Tokens of an ``input``: text at four characters a token, a token id as one, and
+    a few tokens of overhead per item (messages, parts)."""
+    if isinstance(value, str):
+        return (len(value) + 3) // 4
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1
+    if isinstance(value, list):
+        return sum(_estimate_input(item) for item in value) + (4 if value and isinstance(value[0], dict) else 0)
+    if isinstance(value, dict):
+        content = value.get("content", value.get("text", value.get("output")))
+        return 4 + _estimate_input(content)
+    return 0
 
 
 @attrs.define(eq=False)

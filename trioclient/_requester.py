@@ -132,6 +132,7 @@ class Requester:
         "_chat_url",
         "_head",
         "_timeout_extension",
+        "_urls",
         "base_url",
         "connection",
         "default_query",
@@ -158,6 +159,7 @@ class Requester:
         self.max_response_bytes = max_response_bytes
         self.default_query = dict(default_query or {})
         self._chat_url = self.url("chat/completions")
+        self._urls: dict[str, httpx.URL] = {"chat/completions": self._chat_url}
         self._head = httpx.Headers([(b"Host", self._chat_url.netloc), *headers.raw]).raw
         # Our own transport has no pool to wait for; a caller's AsyncClient does, and its
         # pool timeout must never kill a request the limiter already admitted.
@@ -200,10 +202,17 @@ class Requester:
     ) -> httpx.Request:
         """The HTTP request for ``path`` (relative to ``base_url``), its JSON body encoded
         once and kept, so every retry sends the same bytes."""
-        if path == "chat/completions" and not extra_query:
-            url = self._chat_url  # the hot path: joined once per client
-        else:
+        if extra_query:
             url = self.url(path, extra_query)
+        else:
+            # Joined once per path and client (a join and two parses cost ~100 us):
+            # every endpoint's hot path, not only chat's. Bounded: ids in paths vary.
+            cached = self._urls.get(path)
+            if cached is None:
+                cached = self.url(path)
+                if len(self._urls) < 64:
+                    self._urls[path] = cached
+            url = cached
         head = self._head
         if extra_headers:
             merged = httpx.Headers(head)

@@ -192,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
             await preflight(client)
             if budget is not None and budget.on_unreachable == "error":
                 await budget.ping()
+            if getattr(args, "remote", False):
+                return await _run_remote(args, client, state)
             runner = BatchFileRunner(
                 client,
                 args.input,
@@ -236,6 +238,12 @@ def run(args: argparse.Namespace) -> int:
         runner: BatchFileRunner | None = state.get("runner")
         if runner is None:
             return "nothing was sent"
+        batch_ids = getattr(runner, "batch_ids", None)
+        if batch_ids and not args.cancel_on_interrupt:
+            return (
+                f"the remote batch ({', '.join(batch_ids)}) keeps running; run the same "
+                "command to collect its results (add --cancel-on-interrupt to cancel it)"
+            )
         s = runner.summary()
         written = s.skipped_already_done + s.succeeded + s.failed
         return (
@@ -244,3 +252,51 @@ def run(args: argparse.Namespace) -> int:
         )
 
     return run_command(main, on_interrupt=on_interrupt)
+
+
+async def _run_remote(args: argparse.Namespace, client: Client, state: dict[str, Any]) -> int:
+    """``--remote``: the same file on the provider's Batch API, polled with a live display."""
+    import trio
+
+    from trioclient._remote_batch import RemoteBatchProgress, RemoteBatchRunner
+
+    latest: list[RemoteBatchProgress] = []
+    runner = RemoteBatchRunner(
+        client,
+        args.input,
+        args.output,
+        model=args.model,
+        provider=args.provider,
+        poll_interval=args.poll_interval,
+        cancel_on_interrupt=args.cancel_on_interrupt,
+        retry_failed=args.retry_failed,
+        on_progress=lambda progress: latest.__setitem__(slice(None), [progress]),
+    )
+    state["runner"] = runner
+
+    def snapshot() -> Snapshot:
+        progress = latest[-1] if latest else None
+        return Snapshot(
+            done=progress.done if progress else 0,
+            total=progress.total if progress else None,
+            failed=progress.failed if progress else 0,
+            in_flight=0,
+            rate_limited=0,
+            tokens=0,
+        )
+
+    display = LiveProgress("batch --remote", snapshot)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(display.run)
+        summary = await runner.run()
+        nursery.cancel_scope.cancel()
+    print(f"trioclient batch --remote: {summary_line(summary)}", file=sys.stderr, flush=True)
+    if summary.failed:
+        print(
+            "trioclient batch --remote: the failed requests have error records in the "
+            "output; add --retry-failed to send them again",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_FAILED
+    return EXIT_OK

@@ -174,6 +174,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="merge the finished parts OUTPUT.part-*-of-N into OUTPUT (every custom_id "
         "of INPUT exactly once; nothing is sent)",
     )
+    sharding.add_argument(  # one of: a shard, the merge, or the provider's Batch API
+        "--remote",
+        action="store_true",
+        help="run INPUT on the provider's Batch API (cheaper, within 24 h) instead of live; "
+        "same OUTPUT format; re-run the same command to collect the results",
+    )
+    batch.add_argument(
+        "--provider",
+        choices=("auto", "openai", "xai"),
+        default="auto",
+        help="with --remote: the Batch API's shape (default: xai for an x.ai URL, else openai)",
+    )
+    batch.add_argument(
+        "--poll-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --remote: seconds between status checks (default 30)",
+    )
+    batch.add_argument(
+        "--cancel-on-interrupt",
+        action="store_true",
+        help="with --remote: Ctrl-C cancels the remote batch (by default it keeps running)",
+    )
 
     # `trioclient serve ...` is handed to the embedded server's own parser before this
     # one runs; the entry here only lists it in `trioclient --help`.

@@ -12,7 +12,12 @@ make a test of one against the other mean something.
 
 What it serves: `POST /v1/chat/completions` (JSON or SSE streaming, `n`, `max_tokens`
 / `max_completion_tokens`, `stream_options.include_usage`, `seed`), `GET /v1/models`,
-`GET /v1/models/{id}`, `GET /health`; the same paths without `/v1` also work.
+`GET /v1/models/{id}`, `POST /v1/embeddings` (deterministic unit vectors from a hash
+of each input, float or base64), `POST /v1/responses` (whole or streamed events,
+answers stored for `previous_response_id`; an unknown id is a 404), `GET /health`; the
+same paths without `/v1` also work. Every model endpoint has the chat endpoint's
+checks, rate-limit buckets and faults (a scripted fault goes to the next model
+request, whichever path it names).
 Answers are deterministic readable text derived from the prompt (+ seed and choice
 index); `usage.completion_tokens` equals the number of streamed content chunks.
 

@@ -227,6 +227,8 @@ class ServerConfig:
         max_body_bytes: larger request bodies get a 413.
         keepalive_timeout: an idle keep-alive connection is closed after this long.
         system_fingerprint: echoed in every completion.
+        batch_delay: seconds (trio clock) from creating a batch (`POST /v1/batches`)
+            until it is complete.
     """
 
     host: str = "127.0.0.1"
@@ -245,6 +247,7 @@ class ServerConfig:
     max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
     keepalive_timeout: float | None = attrs.field(default=75.0, validator=_positive)
     system_fingerprint: str = "fp_trioclient"
+    batch_delay: float = attrs.field(default=1.0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -35,6 +35,7 @@ class Request:
     path: bytes
     headers: dict[bytes, bytes]
     body: bytes
+    query: bytes = b""  # after the "?", for the few paths that read it (batch results)
 
 
 @attrs.frozen
@@ -197,8 +198,8 @@ async def read_request(
                 await wire.send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
-            path, _, _ = head.target.partition(b"?")
-            return Request(head.method, path, dict(head.headers), b"".join(body))
+            path, _, query = head.target.partition(b"?")
+            return Request(head.method, path, dict(head.headers), b"".join(body), query)
         else:  # ConnectionClosed (or PAUSED, which cannot happen between requests)
             return None
 

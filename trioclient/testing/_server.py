@@ -22,13 +22,16 @@ import h11
 import trio
 
 from .._background import open_background
+from ._batches import BatchService
 from ._chat import ChatEndpoint
 from ._config import ServerConfig
+from ._embeddings import EmbeddingsEndpoint
 from ._errors import error_body
 from ._http import MAX_HEAD_BYTES, Refusal, Request, RequestIds, Wire, read_request, send_simple
 from ._pacer import Pacer
 from ._ratelimit import RateLimiter
 from ._render import json_dumps, model_object
+from ._responses import ResponsesEndpoint
 from ._stats import Counters, ServerStatistics, snapshot
 from ._validate import SIM_HEADER, authenticate
 
@@ -39,6 +42,8 @@ log = logging.getLogger("trioclient.testing")
 _CHAT_PATHS = frozenset({b"/v1/chat/completions", b"/chat/completions"})
 _MODELS_PATHS = frozenset({b"/v1/models", b"/models"})
 _HEALTH_PATHS = frozenset({b"/health", b"/v1/health"})
+_EMBEDDINGS_PATHS = frozenset({b"/v1/embeddings", b"/embeddings"})
+_RESPONSES_PATHS = frozenset({b"/v1/responses", b"/responses"})
 
 
 @attrs.define(eq=False)
@@ -58,9 +63,16 @@ class Server:
     _ids: RequestIds = attrs.field(factory=RequestIds, init=False, repr=False)
     _pacer: Pacer = attrs.field(factory=Pacer, init=False, repr=False)
     _chat: ChatEndpoint = attrs.field(init=False, repr=False)
+    _embeddings: EmbeddingsEndpoint = attrs.field(init=False, repr=False)
+    _responses: ResponsesEndpoint = attrs.field(init=False, repr=False)
+    _batches: BatchService = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._chat = ChatEndpoint.for_config(self.config, self._counters, self._ids, self._pacer)
+        # The other model endpoints share the chat endpoint's buckets, faults and pacer.
+        self._embeddings = EmbeddingsEndpoint(self._chat)
+        self._responses = ResponsesEndpoint(self._chat)
+        self._batches = BatchService(self._chat, self._ids)
 
     @property
     def base_url(self) -> str:
@@ -153,6 +165,19 @@ class Server:
                 c.chat_requests += 1
                 return await self._chat.answer(wire, request, self.config)
             await self._not_allowed(wire, request, b"POST")
+        elif path in _EMBEDDINGS_PATHS:
+            c.requests_by_path["/v1/embeddings"] += 1
+            if method == b"POST":
+                return await self._embeddings.answer(wire, request, self.config)
+            await self._not_allowed(wire, request, b"POST")
+        elif path in _RESPONSES_PATHS:
+            c.requests_by_path["/v1/responses"] += 1
+            if method == b"POST":
+                return await self._responses.answer(wire, request, self.config)
+            await self._not_allowed(wire, request, b"POST")
+        elif path.startswith((b"/v1/files", b"/v1/batches", b"/files", b"/batches")):
+            c.requests_by_path["/v1/batches" if b"batches" in path else "/v1/files"] += 1
+            return await self._batches.answer(wire, request, self.config)
         elif path in _MODELS_PATHS or path.startswith((b"/v1/models/", b"/models/")):
             c.requests_by_path["/v1/models"] += 1
             if method == b"GET":

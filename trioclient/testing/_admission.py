@@ -1,0 +1,146 @@
+"""What every model endpoint does before it answers, and how it sends a JSON answer.
+
+The chat endpoint's order, shared by `/v1/embeddings` and `/v1/responses`:
+authenticate, validate, the quota and rate-limit checks, a fault (by probability,
+script or the `x-trioclient-sim` header), then the answer. The rate-limit buckets and
+the fault script are the chat endpoint's own, so one API key's budget covers every
+endpoint and a scripted fault goes to the next model request, whichever path it names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from ._chat import ChatEndpoint, InjectedCrash, _trickle
+from ._config import FaultParams, ServerConfig
+from ._errors import SERVER_ERROR_MESSAGE, error_body
+from ._faults import NON_STREAM_EQUIVALENT, STREAM_EQUIVALENT
+from ._http import Request, Wire, send_simple
+from ._render import JSON, response_headers
+from ._validate import SIM_HEADER, BadRequest, Sim, authenticate, parse_sim
+
+__all__ = ["Admitted", "admit", "send_json"]
+
+
+@attrs.frozen
+class Admitted:
+    """A request that passed every check: what the answer needs to know."""
+
+    body: dict[str, Any]
+    sim: Sim
+    request_id: str
+    rate_headers: tuple[tuple[bytes, bytes], ...]
+    fault: str | None
+    start: float
+
+
+async def admit(
+    chat: ChatEndpoint,
+    wire: Wire,
+    request: Request,
+    config: ServerConfig,
+    parse: Callable[[bytes], dict[str, Any]],
+    cost: Callable[[dict[str, Any]], int],
+    *,
+    stream: Callable[[dict[str, Any]], bool] = lambda body: bool(body.get("stream")),
+) -> Admitted | bool:
+    """Run the checks; an :class:`Admitted` to answer, or the ``keep_open`` flag of a
+    reply already sent (a 401, 400, 429 or an early fault).
+
+    Args:
+        parse: decodes and validates the body (raises `BadRequest`).
+        cost: the tokens the request is charged against `tpm`.
+        stream: whether the request asks for a stream (which version of a fault).
+    """
+    start = trio.current_time()
+    request_id = chat.ids.next()
+    key, problem = authenticate(request, config.api_key)
+    if key is None:
+        assert problem is not None
+        await send_simple(wire, 401, problem, request_id)
+        return True
+    try:
+        body = parse(request.body)
+        sim = parse_sim(request.headers.get(SIM_HEADER))
+    except BadRequest as bad:
+        await send_simple(wire, 400, bad.body(), request_id)
+        return True
+    if config.insufficient_quota:
+        chat.counters.rate_limited += 1
+        quota = error_body(
+            "You exceeded your current quota, please check your plan and billing details.",
+            "insufficient_quota",
+            None,
+            "insufficient_quota",
+        )
+        await send_simple(wire, 429, quota, request_id)
+        return True
+    decision = chat.limiter.check(key, cost(body), start)
+    if decision.limited is not None:
+        await chat._rate_limited(wire, decision, str(body.get("model")), request_id)
+        return True
+    fault = sim.fault if sim.has_fault else chat.faults.pick(config.faults)
+    if fault is not None:
+        fault = (STREAM_EQUIVALENT if stream(body) else NON_STREAM_EQUIVALENT).get(fault, fault)
+        chat.counters.faults_injected[fault] += 1
+        if fault == "handler_crash":
+            raise InjectedCrash("handler_crash fault injected")
+        done = await chat._early_fault(wire, config, fault, decision.headers, request_id)
+        if done is not None:
+            return done
+        if fault == "stall_before_first_byte":
+            await trio.sleep(config.fault_params.stall_seconds)
+            start += config.fault_params.stall_seconds
+    return Admitted(body, sim, request_id, decision.headers, fault, start)
+
+
+async def send_json(
+    wire: Wire,
+    params: FaultParams,
+    payload: bytes,
+    fault: str | None,
+    rate_headers: tuple[tuple[bytes, bytes], ...],
+    request_id: str,
+) -> bool:
+    """Send a JSON answer, with a body-level fault if one was picked; False means the
+    connection must end."""
+    if fault == "error_event":
+        payload = error_body(SERVER_ERROR_MESSAGE, "server_error")  # a 200 carrying an error
+    content_type = JSON
+    if fault == "malformed_json":
+        payload = payload[: len(payload) // 2]
+    elif fault == "wrong_content_type":
+        content_type = b"text/html; charset=utf-8"
+    head = wire.head(200, response_headers(content_type, rate_headers, request_id, len(payload)))
+    half = len(payload) // 2
+    if fault in ("reset_mid_body", "reset_mid_stream", "truncated_stream"):
+        await wire.send(head + wire.data(payload[:half]))
+        if fault != "truncated_stream":
+            wire.reset()
+        return False
+    if fault == "stall_between_chunks":
+        await wire.send(head + wire.data(payload[:half]))
+        await trio.sleep(params.stall_seconds)
+        await wire.send(wire.data(payload[half:]) + wire.end())
+        return True
+    if fault == "slow_trickle":
+        await wire.send(head)
+        await _trickle(wire, params, payload)
+        await wire.send(wire.end())
+        return True
+    await wire.send(head + wire.data(payload) + wire.end())
+    return True
+
+
+def bad_type(name: str, expected: str, value: object) -> BadRequest:
+    from ._errors import json_type_name
+
+    return BadRequest(
+        f"Invalid type for '{name}': expected {expected}, but got {json_type_name(value)} instead.",
+        name,
+        "invalid_type",
+    )

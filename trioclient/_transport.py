@@ -304,8 +304,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
             plain http forwarded through it, https tunnelled with ``CONNECT``.
             Replaces the environment's proxies.
         trust_env: Without ``proxy``, use ``HTTP_PROXY``, ``HTTPS_PROXY``,
-            ``ALL_PROXY`` and ``NO_PROXY`` as httpx does (loopback hosts always go
-            direct). ``False`` ignores them.
+            ``ALL_PROXY`` and ``NO_PROXY`` as httpx does. ``False`` ignores them.
 
     Raises:
         ValueError: If a limit is not positive, or a proxy URL is not usable.

@@ -12,6 +12,10 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests must not pick up a developer's real key or endpoint.
     for name in ("XAI_API_KEY", "OPENAI_API_KEY", "TRIOCLIENT_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+    # Nor a developer's proxy: the client honours these, loopback included (as httpx).
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 @pytest.fixture

@@ -164,10 +164,9 @@ async def loopback_names() -> LoopbackNames:
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "request_method"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+def _no_cgi(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (conftest clears the proxy variables themselves.)
+    monkeypatch.delenv("REQUEST_METHOD", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -320,16 +319,12 @@ async def test_no_proxy_and_trust_env_false_go_direct(
                 with pytest.raises(trioclient.APIError):
                     # echo's answer is no chat completion; what matters is who got it
                     await client.chat.completions.create(model="m", messages=MESSAGES)
-            # Loopback never takes an environment proxy.
-            transport = TrioTransport()
-            await send(transport, "GET", server.url())
-            await transport.aclose()
-            # With everything else off, the proxy is really used.
+            # With everything else off, the proxy is really used, for loopback too.
             transport = TrioTransport()
             await send(transport, "GET", url)
+            await send(transport, "GET", server.url())
             await transport.aclose()
-    assert len(proxy.seen) == 1
-    assert proxy.seen[0][1] == url.encode()
+    assert [target for _, target, _ in proxy.seen] == [url.encode(), server.url().encode()]
     assert loopback_names.asked == ["vllm.internal"] * 3
 
 
@@ -377,12 +372,15 @@ def route(environ: Mapping[str, str], url: str) -> str | None:
         ({"ALL_PROXY": "p:3", "HTTPS_PROXY": "q:4"}, "https://a.example/", "q:4"),
         ({"ALL_PROXY": "p:3", "HTTPS_PROXY": "q:4"}, "http://a.example/", "p:3"),
         ({"HTTP_PROXY": "p:1", "http_proxy": "q:2"}, "http://a.example/", "q:2"),
-        ({"HTTP_PROXY": "p:1", "http_proxy": ""}, "http://a.example/", "p:1"),
+        ({"HTTP_PROXY": "p:1", "http_proxy": ""}, "http://a.example/", None),
+        ({"HTTP_PROXY": "p:1", "http_proxy": "q:2", "REQUEST_METHOD": "GET"}, "http://a/", "q:2"),
         ({"HTTP_PROXY": "p:1", "REQUEST_METHOD": "GET"}, "http://a.example/", None),
-        ({"HTTP_PROXY": "p:1"}, "http://localhost:8000/", None),
-        ({"HTTP_PROXY": "p:1"}, "http://api.localhost/", None),
-        ({"HTTP_PROXY": "p:1"}, "http://127.8.0.1/", None),
-        ({"HTTP_PROXY": "p:1"}, "http://[::1]:80/", None),
+        # Loopback is proxied like any host (as httpx) unless NO_PROXY lists it:
+        ({"HTTP_PROXY": "p:1"}, "http://localhost:8000/", "p:1"),
+        ({"HTTP_PROXY": "p:1"}, "http://127.8.0.1/", "p:1"),
+        ({"HTTP_PROXY": "p:1", "NO_PROXY": "localhost"}, "http://localhost:8000/", None),
+        ({"HTTP_PROXY": "p:1", "NO_PROXY": "127.0.0.1,::1"}, "http://[::1]:80/", None),
+        ({"HTTP_PROXY": "p:1", "NO_PROXY": "127.0.0.1,::1"}, "http://127.0.0.1/", None),
         ({"HTTP_PROXY": "p:1", "NO_PROXY": "*"}, "http://a.example/", None),
         ({"HTTP_PROXY": "p:1", "NO_PROXY": "a.example"}, "http://a.example/", None),
         ({"HTTP_PROXY": "p:1", "NO_PROXY": "a.example"}, "http://x.a.example/", None),

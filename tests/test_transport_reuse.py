@@ -379,3 +379,22 @@ async def test_large_bodies_answered_normally_keep_the_connection(
                 assert got.json()["body"] == payload.decode()
             assert server.accepts == 1
     await transport.aclose()
+
+
+async def test_client_passes_keepalive_expiry_to_its_transport(
+    hand_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_server(answer_completions) as server:
+            for expiry, connections in [(None, 1), (2.0, 2)]:
+                before = server.accepts
+                async with trioclient.Client(
+                    api_key="sk-test",
+                    base_url=f"http://127.0.0.1:{server.port}/v1",
+                    keepalive_expiry=expiry,
+                    trust_env=False,
+                ) as client:
+                    await client.chat.completions.create(model="m", messages=MESSAGES)
+                    hand_clock.jump(3)
+                    await client.chat.completions.create(model="m", messages=MESSAGES)
+                assert server.accepts - before == connections

@@ -1,21 +1,21 @@
 """Which proxy, if any, a request goes through: ``proxy=`` or the environment.
 
-The rules are the ones httpx, curl and Go's ``net/http`` share, written down here:
+The rules are httpx's (and so the openai SDK's), written down here:
 
 * ``proxy=`` (a URL) serves every request, plain http and https alike, and the
   environment is not read at all.
 * Otherwise, unless ``trust_env=False``: an ``http://`` request goes through
   ``HTTP_PROXY``, an ``https://`` one through ``HTTPS_PROXY``, either falling back to
-  ``ALL_PROXY``. Each name is also read in lower case, which wins when both are set
-  (curl's rule). Uppercase ``HTTP_PROXY`` is ignored when ``REQUEST_METHOD`` is set:
-  inside a CGI program it can be set by a request header ("httpoxy").
+  ``ALL_PROXY``. Each name is also read in lower case, which wins when both are set,
+  even when it is empty (so ``http_proxy=`` turns an inherited ``HTTP_PROXY`` off), as
+  in Python's ``urllib``. Uppercase ``HTTP_PROXY`` is ignored when ``REQUEST_METHOD``
+  is set: inside a CGI program it can be set by a request header ("httpoxy").
 * ``NO_PROXY`` (comma-separated) lists hosts that go direct: ``*`` for all;
   ``example.com`` for that host and its subdomains; ``.example.com`` or
   ``*.example.com`` for subdomains only; ``host:port`` for one port; an IP address or a
   CIDR block (``10.0.0.0/8``) for IP hosts.
-* Loopback hosts (``localhost``, ``*.localhost``, ``127.0.0.0/8``, ``::1``) never use an
-  environment proxy, as in Go: a local server behind a corporate proxy setting is the
-  common case, a proxy that must see loopback traffic the rare one (pass ``proxy=``).
+* Loopback hosts get no exception of their own (as in httpx, unlike Go): list them in
+  ``NO_PROXY`` (``localhost,127.0.0.1,::1``), as most proxy setups already do.
 
 A proxy URL is ``http://[user:password@]host[:port]`` (``host:port`` alone means
 http; the port defaults to 80). Plain http requests are forwarded to it in absolute
@@ -73,15 +73,6 @@ class ProxyURL:
         return cls(host=url.host, port=url.port or 80, authorization=authorization)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @attrs.frozen
 class _Bypass:
     """One ``NO_PROXY`` entry."""
@@ -132,7 +123,6 @@ class ProxyRoutes:
     http: ProxyURL | None
     https: ProxyURL | None
     bypass: tuple[_Bypass, ...] = ()
-    direct_to_loopback: bool = False
 
     def proxy_for(self, scheme: str, host: str, port: int) -> ProxyURL | None:
         """The proxy for a request to ``scheme://host:port``, or ``None`` to go direct."""
@@ -140,21 +130,20 @@ class ProxyRoutes:
         if proxy is None:
             return None
         host = host.lower().strip("[]").rstrip(".")
-        if self.direct_to_loopback and _is_loopback(host):
-            return None
         if any(rule.matches(host, port) for rule in self.bypass):
             return None
         return proxy
 
 
 def _env(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
-    """``(variable, value)`` of a proxy variable, lower case first; unset if empty."""
+    """``(variable, value)`` of a proxy variable, lower case first; ``None`` if unset
+    or empty."""
     for variable in (name.lower(), name.upper()):
         if variable == "HTTP_PROXY" and "REQUEST_METHOD" in environ:
             continue
-        value = environ.get(variable, "").strip()
-        if value:
-            return variable, value
+        if variable in environ:
+            value = environ[variable].strip()
+            return (variable, value) if value else None
     return None
 
 
@@ -204,4 +193,4 @@ def resolve_proxy_routes(
         if "*" in (entry.strip() for entry in entries):
             return None
         bypass = [rule for rule in map(_Bypass.parse, entries) if rule is not None]
-    return ProxyRoutes(http=http, https=https, bypass=tuple(bypass), direct_to_loopback=True)
+    return ProxyRoutes(http=http, https=https, bypass=tuple(bypass))

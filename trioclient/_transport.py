@@ -33,7 +33,8 @@ write error whatever response head already arrived is still read.
 The protocol itself is h11's sans-I/O state machine; this module only moves bytes
 between it and a trio stream, and turns every failure into the httpx exception the
 rest of the client already knows (``httpx.ConnectError``, ``ConnectTimeout``,
-``WriteError``, ``ReadError``, ``RemoteProtocolError``), each carrying its request.
+``ProxyError``, ``WriteError``, ``ReadError``, ``RemoteProtocolError``), each carrying
+its request. Which proxy serves an origin is decided by :mod:`trioclient._proxy`.
 
 Read timeouts are deliberately not handled here: the client wraps each attempt in a
 trio cancel scope, which covers connect, send and the whole response at once.
@@ -304,8 +305,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
             plain http forwarded through it, https tunnelled with ``CONNECT``.
             Replaces the environment's proxies.
         trust_env: Without ``proxy``, use ``HTTP_PROXY``, ``HTTPS_PROXY``,
-            ``ALL_PROXY`` and ``NO_PROXY`` as httpx does (loopback hosts always go
-            direct). ``False`` ignores them.
+            ``ALL_PROXY`` and ``NO_PROXY`` as httpx does. ``False`` ignores them.
 
     Raises:
         ValueError: If a limit is not positive, or a proxy URL is not usable.

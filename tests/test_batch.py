@@ -8,7 +8,6 @@ Most tests script a server behind ``httpx.MockTransport`` on trio's autojump clo
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,10 +17,11 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from _fakes import FakeAPI
 
 import trioclient
 from trioclient import BadRequestError, BatchError, BatchProgress, BatchResult, RetryPolicy
-from trioclient.testing import format_duration, open_server
+from trioclient.testing import open_server
 
 URL = "http://127.0.0.1:9/v1"
 FAST_RETRY = RetryPolicy(max_retries=3, base_delay=0.1, max_delay=0.5)
@@ -29,145 +29,6 @@ FAST_RETRY = RetryPolicy(max_retries=3, base_delay=0.1, max_delay=0.5)
 
 def body(prompt: str = "hi", **params: Any) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": prompt}], **params}
-
-
-def completion(text: str, usage_total: int = 10) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "m",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ],
-        "usage": {
-            "prompt_tokens": usage_total // 2,
-            "completion_tokens": usage_total - usage_total // 2,
-            "total_tokens": usage_total,
-        },
-    }
-
-
-def sse(obj: object) -> bytes:
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
-
-
-def chunk(content: str) -> bytes:
-    return sse(
-        {
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "m",
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
-        }
-    )
-
-
-class PausedBody(httpx.AsyncByteStream):
-    """A streamed body: bytes are sent, numbers are pauses in trio time."""
-
-    def __init__(self, script: list[Any]) -> None:
-        self.script = script
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for step in self.script:
-            if isinstance(step, int | float):
-                await trio.sleep(step)
-            else:
-                yield step
-
-
-@attrs.define
-class FakeAPI:
-    """Behaviour from the prompt's words: ``sleep=S`` (latency), ``status=N`` (answer an
-    error status), ``fail_first=K`` (503 on the first K attempts), ``usage=T`` (total
-    tokens reported), ``cut_first=K`` (streams: cut the first K attempts mid-way),
-    ``error_event_first=K`` (streams: an error event mid-way on the first K attempts).
-
-    With ``rpm`` set it enforces a server bucket that starts full, answering 429 with
-    ``retry-after-ms`` when empty, and sends ``x-ratelimit-*`` headers on every answer.
-    """
-
-    rpm: int | None = None
-    calls: list[tuple[float, str]] = attrs.field(factory=list)
-    attempts: dict[str, int] = attrs.field(factory=dict)
-    rate_limited: int = 0
-    in_flight: int = 0
-    peak_in_flight: int = 0
-    level: float = 0.0
-    updated: float = 0.0
-
-    def __attrs_post_init__(self) -> None:
-        self.level = float(self.rpm or 0)
-
-    def _limit_headers(self) -> dict[str, str]:
-        assert self.rpm is not None
-        rate = self.rpm / 60
-        return {
-            "x-ratelimit-limit-requests": str(self.rpm),
-            "x-ratelimit-remaining-requests": str(math.floor(self.level)),
-            "x-ratelimit-reset-requests": format_duration((self.rpm - self.level) / rate),
-        }
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        data = json.loads(request.content)
-        prompt = data["messages"][-1]["content"]
-        now = trio.current_time()
-        self.calls.append((now, prompt))
-        n = self.attempts[prompt] = self.attempts.get(prompt, 0) + 1
-        words = dict(w.split("=", 1) for w in prompt.split() if "=" in w)
-        headers: dict[str, str] = {"x-request-id": f"req-{len(self.calls)}"}
-        if self.rpm is not None:
-            rate = self.rpm / 60
-            if self.updated == 0.0:
-                self.updated = now
-            self.level = min(self.rpm, self.level + (now - self.updated) * rate)
-            self.updated = now
-            if self.level < 1:
-                self.rate_limited += 1
-                headers.update(self._limit_headers())
-                headers["retry-after-ms"] = str(math.ceil((1 - self.level) / rate * 1000))
-                return httpx.Response(
-                    429, json={"error": {"message": "slow down"}}, headers=headers
-                )
-            self.level -= 1
-            headers.update(self._limit_headers())
-        self.in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        try:
-            await trio.sleep(float(words.get("sleep", 0.01)))
-        finally:
-            self.in_flight -= 1
-        if n <= int(words.get("fail_first", 0)):
-            return httpx.Response(503, json={"error": {"message": "busy"}}, headers=headers)
-        if "status" in words:
-            status = int(words["status"])
-            return httpx.Response(status, json={"error": {"message": "bad"}}, headers=headers)
-        usage = int(words.get("usage", 10))
-        if data.get("stream"):
-            script: list[Any] = [chunk("Hel"), 0.5, chunk("lo "), 0.5, chunk(prompt)]
-            if n <= int(words.get("cut_first", 0)):
-                script = script[:3]  # a clean end before [DONE]: the answer is cut
-            elif n <= int(words.get("error_event_first", 0)):
-                script = [*script[:3], sse({"error": {"message": "overloaded"}})]
-            else:
-                script += [
-                    sse(
-                        {
-                            "id": "c",
-                            "object": "chat.completion.chunk",
-                            "created": 1,
-                            "model": "m",
-                            "choices": [],
-                            "usage": completion("", usage)["usage"],
-                        }
-                    ),
-                    b"data: [DONE]\n\n",
-                ]
-            headers["content-type"] = "text/event-stream"
-            return httpx.Response(200, headers=headers, stream=PausedBody(script))
-        return httpx.Response(200, json=completion(f"echo {prompt}", usage), headers=headers)
 
 
 def make_client(api: FakeAPI, **kwargs: Any) -> trioclient.Client:
@@ -643,7 +504,6 @@ async def test_against_the_embedded_server() -> None:
 
 
 async def test_an_unbounded_limiter_needs_an_explicit_batch_size() -> None:
-    import math
 
     client = trioclient.Client(
         api_key="sk-test",

@@ -17,12 +17,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import attrs
 import httpx
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from _fakes import FakeAPI
 
 import trioclient
 from trioclient import RetryPolicy
@@ -35,47 +35,6 @@ from trioclient._batch_file import (
 from trioclient.testing import open_server
 
 URL = "http://127.0.0.1:9/v1"
-
-
-@attrs.define
-class FakeAPI:
-    """Answers ``echo <prompt>``; a prompt with ``status=N`` gets that status,
-    ``sleep=S`` takes S seconds. Set ``fixed`` to make every request succeed."""
-
-    prompts: list[str] = attrs.field(factory=list)
-    fixed: bool = False
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        data = json.loads(request.content)
-        prompt = data["messages"][-1]["content"]
-        self.prompts.append(prompt)
-        words = dict(w.split("=", 1) for w in prompt.split() if "=" in w)
-        await trio.sleep(float(words.get("sleep", 0.01)))
-        headers = {"x-request-id": f"req-{len(self.prompts)}"}
-        if "status" in words and not self.fixed:
-            return httpx.Response(
-                int(words["status"]),
-                json={"error": {"message": "nope", "code": "bad_thing"}},
-                headers=headers,
-            )
-        return httpx.Response(
-            200,
-            headers=headers,
-            json={
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": data["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"echo {prompt}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-            },
-        )
 
 
 def client_for(api: FakeAPI) -> trioclient.Client:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import respx
 import trio
+from _fakes import completion
 
 import trioclient
 from trioclient import RetryPolicy, Timeout
@@ -25,25 +26,12 @@ KEY = "sk-test-0123456789abcdef"
 MESSAGES = [{"role": "user", "content": "Tell me a joke"}]
 
 
-def completion_body(
-    content: str = "Why did the trio cross the road?", **extra: Any
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "grok-4",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-    }
-    body.update(extra)
-    return body
+JOKE = "Why did the trio cross the road?"
+
+
+def answer_body(content: str = JOKE, **extra: Any) -> dict[str, Any]:
+    """The completion these tests expect back: grok-4's, 11 + 7 tokens, no refusal."""
+    return completion(content, model="grok-4", tokens=(11, 7), message={"refusal": None}, **extra)
 
 
 def make_client(router: respx.Router, **kwargs: Any) -> trioclient.Client:
@@ -63,7 +51,7 @@ def router() -> respx.Router:
 async def test_create_returns_a_typed_completion_and_keeps_unknown_fields(
     router: respx.Router,
 ) -> None:
-    body = completion_body(future_field={"kept": True})
+    body = answer_body(future_field={"kept": True})
     body["choices"][0]["message"]["annotations"] = [{"type": "url"}]
     route = router.post(f"{URL}/chat/completions").respond(200, json=body)
     async with make_client(router) as client:
@@ -91,7 +79,7 @@ async def test_create_returns_a_typed_completion_and_keeps_unknown_fields(
 
 
 async def test_models_are_frozen(router: respx.Router) -> None:
-    router.post(f"{URL}/chat/completions").respond(200, json=completion_body())
+    router.post(f"{URL}/chat/completions").respond(200, json=answer_body())
     async with make_client(router) as client:
         answer = await client.chat.completions.create(model="m", messages=MESSAGES)
     with pytest.raises(AttributeError):
@@ -99,7 +87,7 @@ async def test_models_are_frozen(router: respx.Router) -> None:
 
 
 async def test_xai_style_chat_sample_appends_nothing_by_itself(router: respx.Router) -> None:
-    route = router.post(f"{URL}/chat/completions").respond(200, json=completion_body("Ha."))
+    route = router.post(f"{URL}/chat/completions").respond(200, json=answer_body("Ha."))
     async with make_client(router) as client:
         chat = client.chat.create(model="grok-4", max_tokens=100)
         chat.append(trioclient.system("Be brief."))
@@ -131,7 +119,7 @@ async def test_api_key_and_base_url_fall_back_to_the_environment(
 
 
 async def test_using_a_client_outside_its_block_is_a_runtime_error(router: respx.Router) -> None:
-    router.post(f"{URL}/chat/completions").respond(200, json=completion_body())
+    router.post(f"{URL}/chat/completions").respond(200, json=answer_body())
     client = make_client(router)
     with pytest.raises(RuntimeError, match="not open"):
         await client.chat.completions.create(model="m", messages=MESSAGES)
@@ -145,7 +133,7 @@ async def test_using_a_client_outside_its_block_is_a_runtime_error(router: respx
 
 
 async def test_a_callers_http_client_is_used_and_not_closed(router: respx.Router) -> None:
-    router.post(f"{URL}/chat/completions").respond(200, json=completion_body())
+    router.post(f"{URL}/chat/completions").respond(200, json=answer_body())
     async with httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler)) as http:
         async with trioclient.Client(api_key=KEY, base_url=URL, http_client=http) as client:
             answer = await client.chat.completions.create(model="m", messages=MESSAGES)
@@ -204,7 +192,7 @@ def test_a_missing_key_says_where_keys_come_from() -> None:
 async def test_bad_requests_fail_before_anything_is_sent(
     router: respx.Router, kwargs: dict[str, Any], error: type[Exception], match: str
 ) -> None:
-    route = router.post(f"{URL}/chat/completions").respond(200, json=completion_body())
+    route = router.post(f"{URL}/chat/completions").respond(200, json=answer_body())
     kwargs.setdefault("model", "m")
     async with make_client(router) as client:
         with pytest.raises(error, match=match):
@@ -271,7 +259,7 @@ async def test_transient_statuses_are_retried_until_success(
         side_effect=[
             httpx.Response(status, json={"error": {"message": "busy"}}),
             httpx.Response(status, text="<html>bad gateway</html>"),
-            httpx.Response(200, json=completion_body()),
+            httpx.Response(200, json=answer_body()),
         ]
     )
     async with make_client(router) as client:
@@ -321,7 +309,7 @@ async def test_connection_errors_and_timeouts_are_retried(
             raise httpx.ConnectError("refused", request=request)
         if calls == 2:
             await trio.sleep_forever()
-        return httpx.Response(200, json=completion_body())
+        return httpx.Response(200, json=answer_body())
 
     router.post(f"{URL}/chat/completions").mock(side_effect=refuse_then_hang_then_answer)
     async with make_client(router, timeout=Timeout(total=30)) as client:
@@ -388,7 +376,7 @@ async def test_redirects_are_errors_naming_the_location(router: respx.Router) ->
 
 
 async def test_a_body_over_the_bound_is_refused(router: respx.Router) -> None:
-    router.post(f"{URL}/chat/completions").respond(200, json=completion_body("x" * 5000))
+    router.post(f"{URL}/chat/completions").respond(200, json=answer_body("x" * 5000))
     async with make_client(router, max_response_bytes=1000) as client:
         with pytest.raises(trioclient.ResponseTooLargeError, match="1000"):
             await client.chat.completions.create(model="m", messages=MESSAGES)
@@ -415,7 +403,7 @@ async def test_the_servers_wait_is_honoured(
     router.post(f"{URL}/chat/completions").mock(
         side_effect=[
             httpx.Response(429, json={"error": {"message": "slow"}}, headers=headers),
-            httpx.Response(200, json=completion_body()),
+            httpx.Response(200, json=answer_body()),
         ]
     )
     async with make_client(router) as client:
@@ -469,7 +457,7 @@ async def test_a_callers_cancel_scope_works_and_the_client_stays_usable(
     async def handler(request: httpx.Request) -> httpx.Response:
         if slow:
             await trio.sleep(1000)
-        return httpx.Response(200, json=completion_body())
+        return httpx.Response(200, json=answer_body())
 
     router.post(f"{URL}/chat/completions").mock(side_effect=handler)
     async with make_client(router) as client:
@@ -512,7 +500,7 @@ async def test_one_429_pauses_the_whole_client_once(
                 429, json={"error": {"message": "wait"}}, headers={"retry-after": "2"}
             )
         await trio.sleep(0.5)
-        return httpx.Response(200, json=completion_body())
+        return httpx.Response(200, json=answer_body())
 
     router.post(f"{URL}/chat/completions").mock(side_effect=handler)
     async with make_client(router, max_concurrent=10) as client:
@@ -548,7 +536,7 @@ class SlowServer:
         self.peak = max(self.peak, self.active)
         await trio.sleep(1)
         self.active -= 1
-        return httpx.Response(200, json=completion_body())
+        return httpx.Response(200, json=answer_body())
 
 
 async def test_max_concurrent_bounds_requests_in_flight_and_can_change(
@@ -616,7 +604,7 @@ def test_max_concurrent_reports_infinity_as_a_large_number() -> None:
 async def test_default_headers_merge_case_insensitively_and_the_key_wins(
     router: respx.Router,
 ) -> None:
-    route = router.post(f"{URL}/chat/completions").respond(200, json=completion_body())
+    route = router.post(f"{URL}/chat/completions").respond(200, json=answer_body())
     async with make_client(
         router, default_headers={"authorization": "Bearer other", "x-team": "search"}
     ) as client:

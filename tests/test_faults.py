@@ -40,6 +40,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from _fakes import chunk
 from _faultproxy import (
     Blackhole,
     Forward,
@@ -581,13 +582,6 @@ async def test_a_redirect_is_an_error_naming_the_location_and_not_followed() -> 
     assert elsewhere.statistics().requests_total == 0
 
 
-def sse_chunk(content: str) -> bytes:
-    return (
-        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
-        b'"choices":[{"index":0,"delta":{"content":"' + content.encode() + b'"}}]}\n\n'
-    )
-
-
 @pytest.mark.parametrize(
     ("bad", "error", "match"),
     [
@@ -608,7 +602,7 @@ async def test_chunks_read_with_a_broken_event_are_yielded_before_the_error(
     bad: bytes, error: type[Exception], match: str
 ) -> None:
     # One write, so one read: two good chunks, then the bad event.
-    body = sse_chunk("Hel") + sse_chunk("lo") + bad
+    body = chunk("Hel") + chunk("lo") + bad
     page = http_response(200, body, [("content-type", "text/event-stream")])
     with trio.fail_after(LIMIT):
         async with open_server() as server, open_fault_proxy(server.port, Respond(page)) as proxy:

@@ -13,19 +13,12 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from _fakes import completion
 
 import trioclient
 from trioclient._gate import RateLimitGate
 
-BODY = {
-    "id": "c",
-    "object": "chat.completion",
-    "created": 0,
-    "model": "m",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-    ],
-}
+BODY = completion("ok", id="c", created=0, tokens=None)
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 

@@ -31,6 +31,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from _fakes import chunk_object, completion, sse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,44 +82,24 @@ shaped_values = st.recursive(
     max_leaves=30,
 )
 
-VALID_COMPLETION: dict[str, Any] = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1700000000,
-    "model": "grok-4",
-    "choices": [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": "hi",
-                "tool_calls": [
-                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-                ],
-            },
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
-}
-VALID_CHUNK: dict[str, Any] = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion.chunk",
-    "created": 1700000000,
-    "model": "grok-4",
-    "choices": [
-        {
-            "index": 0,
-            "delta": {
-                "role": "assistant",
-                "content": "h",
-                "tool_calls": [{"index": 0, "id": "c1", "function": {"arguments": "{"}}],
-            },
-            "finish_reason": None,
-        }
-    ],
-    "usage": None,
-}
+VALID_COMPLETION: dict[str, Any] = completion(
+    "hi",
+    model="grok-4",
+    tokens=(1, 2),
+    message={
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ]
+    },
+)
+VALID_CHUNK: dict[str, Any] = chunk_object(
+    "h",
+    role="assistant",
+    id="chatcmpl-1",
+    model="grok-4",
+    tool_calls=[{"index": 0, "id": "c1", "function": {"arguments": "{"}}],
+    usage=None,
+)
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -189,10 +170,6 @@ def test_any_valid_chunks_accumulate_into_a_completion(objs: list[Any]) -> None:
 # --- streams: arbitrary bytes through the client's stream -----------------------------------
 
 
-def _event(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
-
-
 _stream_pieces = st.one_of(
     st.binary(max_size=12),
     st.sampled_from(
@@ -209,11 +186,11 @@ _stream_pieces = st.one_of(
             b'data: {"error": {"message": "boom"}}\n\n',
             b"\xef\xbb\xbf",
             b"\xff\xfe",
-            _event(VALID_CHUNK),
+            sse(VALID_CHUNK),
         ]
     ),
-    mutated(VALID_CHUNK).map(_event),
-    shaped_values.map(_event),
+    mutated(VALID_CHUNK).map(sse),
+    shaped_values.map(sse),
 )
 
 

@@ -9,13 +9,14 @@ The same behaviours on real sockets against the embedded server are in
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio.testing
+from _fakes import DONE, ScriptedBody, chunk, usage
 
 import trioclient
 from trioclient import RetryPolicy, Timeout
@@ -24,35 +25,7 @@ URL = "http://127.0.0.1:9/v1"
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def chunk(
-    content: str | None = None,
-    *,
-    role: str | None = None,
-    finish: str | None = None,
-    index: int = 0,
-    **delta: Any,
-) -> bytes:
-    d: dict[str, Any] = dict(delta)
-    if role is not None:
-        d["role"] = role
-    if content is not None:
-        d["content"] = content
-    obj = {
-        "id": "chatcmpl-s",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "grok-4",
-        "choices": [{"index": index, "delta": d, "finish_reason": finish}],
-    }
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
-
-
-USAGE = (
-    b'data: {"id":"chatcmpl-s","object":"chat.completion.chunk","created":1700000000,'
-    b'"model":"grok-4","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,'
-    b'"total_tokens":8}}\n\n'
-)
-DONE = b"data: [DONE]\n\n"
+USAGE = chunk(choices=[], usage=usage(5, 3))  # the last chunk: no choices, the usage
 HAPPY = [
     chunk("", role="assistant"),
     chunk("Hello"),
@@ -62,27 +35,6 @@ HAPPY = [
     USAGE,
     DONE,
 ]
-
-
-class ScriptedBody(httpx.AsyncByteStream):
-    """A response body played from a script: bytes are sent, numbers are pauses
-    (seconds of trio time), exceptions are raised where they stand."""
-
-    def __init__(self, script: list[Any]) -> None:
-        self.script = script
-        self.closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for step in self.script:
-            if isinstance(step, int | float):
-                await trio.sleep(step)
-            elif isinstance(step, BaseException):
-                raise step
-            else:
-                yield step
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 class Server:

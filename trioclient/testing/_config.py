@@ -227,6 +227,10 @@ class ServerConfig:
         max_body_bytes: larger request bodies get a 413.
         keepalive_timeout: an idle keep-alive connection is closed after this long.
         system_fingerprint: echoed in every completion.
+        dialect: whose quirks the answers reproduce: "openai" (the reference), "xai",
+            "openrouter", "gemini", "vllm", "llamacpp", "ollama", "mistral" or "nim"
+            (see `trioclient.testing._dialects`); a request may pick another with the
+            `x-trioclient-sim` header's "dialect".
     """
 
     host: str = "127.0.0.1"
@@ -245,6 +249,13 @@ class ServerConfig:
     max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
     keepalive_timeout: float | None = attrs.field(default=75.0, validator=_positive)
     system_fingerprint: str = "fp_trioclient"
+    dialect: str = attrs.field(default="openai")
+
+    @dialect.validator
+    def _check_dialect(self, _: object, value: str) -> None:
+        from ._dialects import check_dialect
+
+        check_dialect(value)
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

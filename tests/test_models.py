@@ -135,6 +135,19 @@ def test_a_200_error_body_is_a_provider_error_with_code_message_and_metadata() -
     assert (copy.code, copy.metadata, str(copy)) == (429, {"retry": 2}, str(error))
 
 
+@pytest.mark.parametrize("with_error", [True, False])
+def test_a_choice_that_ended_in_error_is_a_provider_error(with_error: bool) -> None:
+    raw = body(content="The tall")
+    raw["choices"][0]["finish_reason"] = "error"
+    if with_error:
+        raw["error"] = {"code": 502, "message": "Provider disconnected"}
+    payload = json.dumps(raw).encode()
+    with pytest.raises(trioclient.ProviderError) as caught:
+        completion_from_response(response(payload), payload)
+    expected = "Provider disconnected" if with_error else "finish_reason 'error'"
+    assert expected in str(caught.value) and caught.value.body == raw
+
+
 def test_a_vllm_flat_error_object_is_a_provider_error() -> None:
     payload = b'{"object": "error", "message": "bad", "type": "BadRequestError", "code": 400}'
     with pytest.raises(trioclient.ProviderError) as caught:

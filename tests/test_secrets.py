@@ -259,7 +259,8 @@ async def test_cli_batch_with_errors_shows_no_key_on_a_terminal_or_in_its_output
 
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_requests(source, 30)
-    # malformed_json: a 200 whose body is not JSON, final at once (no retry waits).
+    # malformed_json: a 200 that is not JSON, final at once (no retry waits). (A 200
+    # carrying an error object is a ProviderError now, retried as its code says.)
     faults = {"malformed_json": 0.3, "html_error": 0.05}
     async with open_server(faults=faults, ttft=0.01, tps=200, seed=3) as server:
         # A pseudo-terminal as stderr, so the live progress display really draws.

@@ -205,7 +205,10 @@ class ChunkAccumulator:
             parts = self._choices[index]
             message: dict[str, Any] = {
                 "role": parts.role or "assistant",
-                "content": "".join(parts.content) if parts.content or not parts.calls else None,
+                # No text beside tool calls or a refusal is null, as in a whole answer.
+                "content": "".join(parts.content)
+                if parts.content or not (parts.calls or parts.refusal)
+                else None,
             }
             if parts.reasoning:
                 message["reasoning_content"] = "".join(parts.reasoning)

@@ -233,7 +233,9 @@ class Chat:
     async def stream(self, **params: Any) -> AsyncIterator[_ResponseAndChunk]:
         """Stream one answer: ``async with chat.stream() as s: async for response, chunk in s:``.
 
-        ``response`` is the answer accumulated so far, ``chunk.content`` the new text.
+        ``response`` is the answer accumulated so far, ``chunk.content`` the new text,
+        both of choice 0 (as in the xAI SDK; with ``n > 1`` the other choices are in
+        ``response.completion.choices`` and ``chunk.choices``).
         """
         merged = {**self.params, **params}
         async with self._completions.stream(

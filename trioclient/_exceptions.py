@@ -276,12 +276,11 @@ class ProviderError(APIError):
         *,
         request: httpx.Request | None = None,
         response: httpx.Response | None = None,
+        detail: str | None = None,
     ) -> ProviderError:
-        error = cls(
-            f"the provider returned an error: {describe_provider_error(_error_object(body))}",
-            request=request,
-            body=body,
-        )
+        if detail is None:
+            detail = describe_provider_error(_error_object(body))
+        error = cls(f"the provider returned an error: {detail}", request=request, body=body)
         error.response = response
         return error
 

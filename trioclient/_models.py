@@ -625,7 +625,8 @@ def completion_from_data(response: httpx.Response, data: Any) -> ChatCompletion:
     Raises:
         ProviderError: the body is the provider's error (``{"error": {...}}`` with a
             200, as OpenRouter sends when a model fails after the request was
-            accepted), never passed off as a completion.
+            accepted), or a choice ended with ``finish_reason: "error"``: never passed
+            off as a completion.
         APIResponseValidationError: not an answer one can read; ``.body`` holds the
             JSON and ``.response`` the HTTP response (status, headers).
     """
@@ -634,11 +635,16 @@ def completion_from_data(response: httpx.Response, data: Any) -> ChatCompletion:
     if error is not None and not (type(data) is dict and data.get("choices")):
         raise ProviderError.from_body(data, request=request, response=response)
     try:
-        return ChatCompletion.from_dict(data)
+        completion = ChatCompletion.from_dict(data)
     except APIResponseValidationError as exc:
         raise APIResponseValidationError(
             str(exc), request=request, body=data, response=response
         ) from None
+    if any(choice.finish_reason == "error" for choice in completion.choices):
+        # The generation failed part way (OpenRouter): what came is not the answer.
+        detail = None if error is not None else "a choice ended with finish_reason 'error'"
+        raise ProviderError.from_body(data, request=request, response=response, detail=detail)
+    return completion
 
 
 # --- streaming -------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _answers
+from . import _answers, _dialects
 from ._config import FaultParams, ServerConfig
 from ._errors import HTML_502_PAGE, SERVER_ERROR_MESSAGE, STATUS_ERRORS, error_body
 from ._faults import NON_STREAM_EQUIVALENT, STREAM_EQUIVALENT, FaultPicker
@@ -139,6 +139,19 @@ class ChatEndpoint:
             if done is not None:
                 return done
 
+        dialect = sim.dialect or config.dialect
+        options = body.get("stream_options") or {}
+        extras = _dialects.Extras(
+            dialect=dialect,
+            calls=_dialects.plan_tool_calls(body, prompt_key, dialect),
+            logprobs=bool(body.get("logprobs")),
+            top_logprobs=body.get("top_logprobs") or 0,
+            refusal=sim.refuse,
+            reasoning=_dialects.reasoning_pieces(prompt_key)
+            if sim.reasoning or body.get("reasoning_effort") not in (None, "none")
+            else (),
+            continuous_usage=bool(options.get("continuous_usage_stats")) and dialect == "vllm",
+        )
         choices: list[tuple[tuple[str, ...], str]] = []
         for index in range(n):
             full = _answers.answer_pieces(prompt_key, index, length)
@@ -168,6 +181,7 @@ class ChatEndpoint:
             choices=choices,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            extras=None if extras.plain else extras,
         )
         if fault == "stall_before_first_byte":
             await trio.sleep(config.fault_params.stall_seconds)
@@ -278,7 +292,8 @@ class ChatEndpoint:
         """Send a non-streaming completion, applying a body-level fault if any."""
         if fault == "error_event":
             # A 200 whose body is an error object, as some gateways send.
-            body = error_body(SERVER_ERROR_MESSAGE, "server_error")
+            dialect = response.extras.dialect if response.extras else "openai"
+            body = json_dumps(_dialects.error_in_200(dialect, SERVER_ERROR_MESSAGE))
         else:
             body = json_dumps(response.completion_object())
         content_type = JSON
@@ -353,7 +368,12 @@ class ChatEndpoint:
             shifted = [(when + params.stall_seconds, data) for when, data in schedule[split:]]
             await self.pacer.send_steps(fd, with_end(shifted), wire.send, lags)
             return True
-        return await _stream_fault(wire, fault, steps[split], steps[split + 1 :])
+        error = _dialects.error_event_bytes(
+            response.extras.dialect if response.extras else "openai",
+            SERVER_ERROR_MESSAGE,
+            response.chunk_head(),
+        )
+        return await _stream_fault(wire, fault, steps[split], steps[split + 1 :], error)
 
 
 async def _trickle(wire: Wire, params: FaultParams, payload: bytes) -> None:
@@ -363,8 +383,11 @@ async def _trickle(wire: Wire, params: FaultParams, payload: bytes) -> None:
         await trio.sleep(params.trickle_interval)
 
 
-async def _stream_fault(wire: Wire, fault: str, step: bytes, rest: list[bytes]) -> bool:
-    """End a stream with a fault at `step` (whose events have not been sent)."""
+async def _stream_fault(
+    wire: Wire, fault: str, step: bytes, rest: list[bytes], error: bytes
+) -> bool:
+    """End a stream with a fault at `step` (whose events have not been sent); `error` is
+    the `error_event` fault's bytes, in the answer's dialect."""
     if fault == "reset_mid_stream":
         wire.reset()
         return False
@@ -372,8 +395,7 @@ async def _stream_fault(wire: Wire, fault: str, step: bytes, rest: list[bytes]) 
         await wire.send(wire.end())
         return False
     if fault == "error_event":
-        event = b"data: " + error_body(SERVER_ERROR_MESSAGE, "server_error") + b"\n\n"
-        await wire.send(wire.data(event) + wire.end())
+        await wire.send(wire.data(error) + wire.end())
         return False
     # malformed_chunk: this step's first event loses the second half of its JSON.
     first, _, tail = step.partition(b"\n\n")

@@ -229,6 +229,10 @@ class ServerConfig:
         system_fingerprint: echoed in every completion.
         batch_delay: seconds (trio clock) from creating a batch (`POST /v1/batches`)
             until it is complete.
+        dialect: whose quirks the answers reproduce: "openai" (the reference), "xai",
+            "openrouter", "gemini", "vllm", "llamacpp", "ollama", "mistral" or "nim"
+            (see `trioclient.testing._dialects`); a request may pick another with the
+            `x-trioclient-sim` header's "dialect".
     """
 
     host: str = "127.0.0.1"
@@ -248,6 +252,13 @@ class ServerConfig:
     keepalive_timeout: float | None = attrs.field(default=75.0, validator=_positive)
     system_fingerprint: str = "fp_trioclient"
     batch_delay: float = attrs.field(default=1.0, validator=_non_negative)
+    dialect: str = attrs.field(default="openai")
+
+    @dialect.validator
+    def _check_dialect(self, _: object, value: str) -> None:
+        from ._dialects import check_dialect
+
+        check_dialect(value)
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

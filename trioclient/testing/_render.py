@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from ._dialects import Extras, message_object, render_stream
+
 __all__ = [
     "DONE",
     "JSON",
@@ -73,6 +75,8 @@ class ChatResponse:
     choices: list[tuple[tuple[str, ...], str]]
     prompt_tokens: int
     completion_tokens: int
+    #: Tool calls, logprobs, refusal, reasoning and the dialect; None for a plain answer.
+    extras: Extras | None = None
 
     def usage(self) -> dict[str, Any]:
         return {
@@ -89,6 +93,8 @@ class ChatResponse:
         }
 
     def completion_object(self) -> dict[str, Any]:
+        if self.extras is not None:
+            return self._rich_completion(self.extras)
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -120,6 +126,10 @@ class ChatResponse:
         with its last token; the usage chunk (if asked for) rides with the last step.
         `data: [DONE]` is added by the sender, so faults can stop short of it.
         """
+        if self.extras is not None:
+            return render_stream(
+                self.extras, self.chunk_head(), self.choices, self.usage(), include_usage
+            )
         head = (
             'data: {"id":"' + self.id + '","object":"chat.completion.chunk","created":'
             f"{self.created},"
@@ -163,3 +173,31 @@ class ChatResponse:
             }
             steps[-1].append(b"data: " + json_dumps(usage_chunk) + b"\n\n")
         return [b"".join(step) for step in steps]
+
+    def chunk_head(self) -> dict[str, Any]:
+        """The fields every chunk of this answer's stream starts with."""
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+        }
+
+    def _rich_completion(self, extras: Extras) -> dict[str, Any]:
+        choices = []
+        for index, (pieces, finish) in enumerate(self.choices):
+            message, logprobs, finish = message_object(extras, pieces, finish)
+            choice: dict[str, Any] = {"index": index, "message": message}
+            choice["logprobs"] = logprobs
+            choice["finish_reason"] = finish
+            choices.append(choice)
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(),
+            "system_fingerprint": self.fingerprint,
+        }

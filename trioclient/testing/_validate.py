@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ._config import Distribution, check_fault_name, to_distribution
+from ._dialects import check_dialect
 from ._errors import error_body, json_type_name, redact_key
 from ._http import Request
 
@@ -25,7 +26,7 @@ __all__ = ["SIM_HEADER", "BadRequest", "Sim", "authenticate", "parse_chat_body",
 SIM_HEADER = b"x-trioclient-sim"
 
 _VALID_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
-_SIM_KEYS = frozenset({"fault", "ttft", "tps", "answer_tokens"})
+_SIM_KEYS = frozenset({"fault", "ttft", "tps", "answer_tokens", "dialect", "refuse", "reasoning"})
 
 
 @attrs.frozen
@@ -38,6 +39,9 @@ class Sim:
     has_tps: bool = False
     tps: Distribution | None = None
     answer_tokens: int | None = None
+    dialect: str | None = None
+    refuse: bool = False
+    reasoning: bool = False
 
 
 class BadRequest(Exception):
@@ -234,6 +238,29 @@ def _validate_chat(body: Any) -> None:
             "seed",
             "invalid_type",
         )
+    _validate_tools(body)
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise BadRequest(
+            f"Invalid type for 'logprobs': expected a boolean, but got "
+            f"{json_type_name(logprobs)} instead.",
+            "logprobs",
+            "invalid_type",
+        )
+    top = body.get("top_logprobs")
+    if top is not None:
+        if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20:
+            raise BadRequest(
+                "Invalid 'top_logprobs': expected an integer between 0 and 20.",
+                "top_logprobs",
+                "invalid_value",
+            )
+        if not logprobs:
+            raise BadRequest(
+                "Invalid value for 'top_logprobs': 'logprobs' must be set to true.",
+                "top_logprobs",
+                None,
+            )
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         value = body.get(name)
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
@@ -274,6 +301,12 @@ def parse_sim(raw: bytes | None) -> Sim:
             or answer_tokens < 1
         ):
             raise ValueError("answer_tokens must be a positive integer")
+        dialect = spec.get("dialect")
+        if dialect is not None:
+            check_dialect(dialect)
+        for flag in ("refuse", "reasoning"):
+            if not isinstance(spec.get(flag, False), bool):
+                raise ValueError(f"{flag} must be true or false")
         return Sim(
             has_fault="fault" in spec,
             fault=fault,
@@ -281,6 +314,57 @@ def parse_sim(raw: bytes | None) -> Sim:
             has_tps="tps" in spec,
             tps=None if tps is None else to_distribution(tps),
             answer_tokens=answer_tokens,
+            dialect=dialect,
+            refuse=spec.get("refuse", False),
+            reasoning=spec.get("reasoning", False),
         )
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"x-trioclient-sim: {exc}", "x-trioclient-sim") from None
+
+
+def _validate_tools(body: dict[str, Any]) -> None:
+    """`tools` is a list of functions with names; `tool_choice` fits them."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise BadRequest(
+                f"Invalid type for 'tools': expected an array of objects, but got "
+                f"{json_type_name(tools)} instead.",
+                "tools",
+                "invalid_type",
+            )
+        for i, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise BadRequest(
+                    f"Missing required parameter: 'tools[{i}].function.name'.",
+                    f"tools[{i}].function.name",
+                    "missing_required_parameter",
+                )
+    if choice is None:
+        return
+    if not tools:
+        raise BadRequest(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+            "are specified.",
+            "tool_choice",
+            None,
+        )
+    names = {t["function"]["name"] for t in tools}
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if name not in names:
+            raise BadRequest(
+                f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.",
+                "tool_choice",
+                None,
+            )
+    elif choice not in ("none", "auto", "required"):
+        raise BadRequest(
+            f"Invalid value: {json.dumps(choice)}. Supported values are: 'none', 'auto', "
+            "and 'required'.",
+            "tool_choice",
+            "invalid_value",
+        )

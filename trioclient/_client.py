@@ -3,11 +3,12 @@
 A request's life, in order (each step is a module of its own):
 
 1. **validate and encode** the body once (:mod:`json`), before anything is sent;
-2. take a token from the client's :class:`trio.CapacityLimiter` (``max_concurrent``);
-   the token is held for the whole request, its retries and their waits included, so a
-   retry never needs a new slot nor jumps the queue;
-3. wait at the :class:`~trioclient._gate.RateLimitGate` if a 429 closed it (and, after
-   the pause, pass at the pace it sets);
+2. wait at the :class:`~trioclient._gate.RateLimitGate` (a client-wide pause, or the
+   pace its rate controller sets) and for any pacer's budgets, *then* take a token from
+   the client's :class:`trio.CapacityLimiter` (``max_concurrent``): no token is held
+   while waiting for pace or budget. The token is kept through the retries' own
+   backoff sleeps;
+3. (the gate is looked at again after every wait, so a pause that began meanwhile holds);
 4. one **attempt** (:mod:`trioclient._attempt`) under its own deadlines;
 5. on a retryable error, sleep as the :class:`~trioclient.RetryPolicy` says (a 429
    closes the gate for everyone instead), unless the sleep would pass the caller's
@@ -44,9 +45,15 @@ from ._attempt import (
     transport_sender,
 )
 from ._config import Timeout, resolve_api_key, resolve_base_url
-from ._exceptions import APIError, APIResponseValidationError, APITimeoutError, RateLimitError
-from ._gate import RateLimitGate
-from ._retry import RetryPolicy
+from ._exceptions import (
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    RateLimitError,
+)
+from ._gate import RateLimitGate, TokenHold, backoff_ceiling, wait_to_send
+from ._retry import RetryPolicy, retry_after_seconds
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -79,6 +86,12 @@ class ClientStatistics:
         prompt_tokens: Sum of ``usage.prompt_tokens`` over answers.
         completion_tokens: Sum of ``usage.completion_tokens`` over answers.
         total_tokens: Sum of ``usage.total_tokens`` over answers.
+        rate_limit_pace: Attempts per second the rate controller lets through now, or
+            ``None`` while it does not pace (see ``docs/retries.md``).
+        rate_limit_pauses: Client-wide pauses the rate controller made so far (one per
+            429 judged to come from a budget this client exceeded).
+        rate_limit_noise: The share of 429s the controller judged not caused by this
+            client's rate (random refusals, another program on the same key).
     """
 
     requests_sent: int
@@ -92,6 +105,9 @@ class ClientStatistics:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    rate_limit_pace: float | None = None
+    rate_limit_pauses: int = 0
+    rate_limit_noise: float = 0.0
 
 
 class _Counters:
@@ -339,6 +355,7 @@ class Client:
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of this client's counters."""
         c = self._counters
+        rate = self._gate.state()  # [rate control] the controller's state
         return ClientStatistics(
             requests_sent=c.sent,
             requests_succeeded=c.succeeded,
@@ -351,6 +368,9 @@ class Client:
             prompt_tokens=c.prompt_tokens,
             completion_tokens=c.completion_tokens,
             total_tokens=c.total_tokens,
+            rate_limit_pace=rate.pace,
+            rate_limit_pauses=rate.pauses,
+            rate_limit_noise=rate.noise,
         )
 
     # -- jobs -----------------------------------------------------------------------
@@ -410,11 +430,14 @@ class Client:
         attempt: Callable[[Sender, httpx.Request, Timeout], Awaitable[T]],
         timeout: Timeout,
         retry: RetryPolicy,
+        hold: TokenHold,
     ) -> T:
         """Run ``attempt`` until it succeeds, retrying as ``retry`` says.
 
-        The caller holds the limiter token. Only :class:`APIError` is retried: anything
-        else, ``Cancelled`` and ``KeyboardInterrupt`` above all, goes straight up.
+        ``hold`` is the request's limiter token: taken before each attempt, given back
+        while waiting for pace or budget; the caller releases it at the end if held.
+        Only :class:`APIError` is retried: anything else, ``Cancelled`` and
+        ``KeyboardInterrupt`` above all, goes straight up.
         """
         sender = self._check_open()
         counters = self._counters
@@ -422,10 +445,9 @@ class Client:
         retries = 0
         pacer = request.extensions.get(PACER_EXTENSION)
         while True:
-            if gate.interval or gate.reopens_at > trio.current_time():
-                await gate.wait_open()
-            if pacer is not None:
-                await pacer.before_attempt(request)
+            # [rate control] Gate, budgets, then a token; no token held while waiting.
+            if pacer is not None or not hold.held or not gate.is_open():
+                await wait_to_send(gate, pacer, request, hold)
             counters.sent += 1
             counters.in_flight += 1
             sent_at = trio.current_time()
@@ -434,19 +456,24 @@ class Client:
             except APIError as exc:
                 error = exc
             else:
-                if gate.interval:
-                    gate.record_success()
+                gate.on_answer(sent_at)  # [rate control] every answer feeds the controller
                 return result
             finally:
                 counters.in_flight -= 1
             retryable = retry.is_retryable(error)
             delay = retry.delay(retries, error, self._rng) if retryable else 0.0
-            rate_limited = isinstance(error, RateLimitError)
-            if rate_limited:
+            if isinstance(error, RateLimitError):
                 counters.rate_limited += 1
                 if retryable:
-                    # Even when this request gives up, the others must pause.
-                    gate.close_for(delay, sent_at)
+                    # [rate control] Even when this request gives up, the controller
+                    # hears of it. Without a server wait, a client-wide pause lasts the
+                    # backoff ceiling, not the jittered sample (which may be near zero).
+                    if retry_after_seconds(error.headers) is None:
+                        gate.on_answer(sent_at, True, backoff_ceiling(retry, retries))
+                    else:
+                        gate.on_answer(sent_at, True, delay)
+            elif isinstance(error, APIStatusError):
+                gate.on_answer(sent_at)  # [rate control] an answer, not a refusal
             if retries >= retry.max_retries or not retryable:
                 counters.failed += 1
                 raise error
@@ -462,7 +489,9 @@ class Client:
                 raise error
             retries += 1
             counters.retries += 1
-            await trio.sleep_until(resume_at)
+            # [rate control] Sleep only this request's own wait (with its token); the
+            # gate's part of resume_at is waited in wait_to_send, without the token.
+            await trio.sleep(delay)
 
     async def _complete(
         self,
@@ -473,18 +502,13 @@ class Client:
         pacer: Pacer | None = None,
     ) -> ChatCompletion:
         request = self.build_request(body, extra_headers, pacer)
-        limiter = self._limiter
-        # A free token is taken without a trip through the scheduler (the send that
-        # follows is a schedule point anyway); only a full limiter makes us wait.
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # [rate control] The token is taken in _call after any pace or budget wait, and
+        # may be given back while waiting again; released here only if held.
+        hold = TokenHold(self._limiter, trio.lowlevel.current_task())
         try:
-            limiter.acquire_nowait()
-        except trio.WouldBlock:
-            await limiter.acquire()
-        try:
-            completion = await self._call(request, self._complete_once, timeout, retry)
+            completion = await self._call(request, self._complete_once, timeout, retry, hold)
         finally:
-            limiter.release()
+            hold.give_back()
         self._counters.succeeded += 1
         self._counters.add_usage(completion.usage)
         return completion

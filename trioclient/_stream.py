@@ -40,6 +40,7 @@ from ._exceptions import (
     IncompleteStreamError,
     ResponseTooLargeError,
 )
+from ._gate import TokenHold
 from ._models import ChatCompletion, ChatCompletionChunk
 from ._retry import RetryPolicy
 from ._sse import _RawEvent
@@ -511,12 +512,14 @@ async def open_stream(
     headers = {"Accept": "text/event-stream", **(extra_headers or {})}
     request = client.build_request(body, headers, pacer)
     stream = ChatCompletionStream(client, request, timeout)
-    await client.limiter.acquire_on_behalf_of(stream)
+    # [rate control] The token (held for the stream) is taken in _call after any pace
+    # or budget wait, and may be given back while waiting again.
+    hold = TokenHold(client.limiter, stream)
     try:
-        await client._call(request, stream._open_attempt, timeout, retry)
+        await client._call(request, stream._open_attempt, timeout, retry, hold)
     except BaseException:
         await stream._drop_response()
-        client.limiter.release_on_behalf_of(stream)
+        hold.give_back()
         raise
     stream._holds_token = True
     client._counters.in_flight += 1

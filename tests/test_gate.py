@@ -9,7 +9,8 @@ on loopback with the thread-safe autojump clock (its own rpm buckets per key, an
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import httpx
 import pytest
@@ -73,7 +74,7 @@ async def run_burst(
 
 
 def mock_client(
-    handler: Callable[[httpx.Request], Awaitable[httpx.Response]],
+    handler: Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]],
     concurrency: int,
     retry: trioclient.RetryPolicy | None = None,
 ) -> trioclient.Client:

@@ -23,7 +23,9 @@ Scenarios and targets (issue 15):
 * ``bucket``: a true bucket of 120 requests a minute (starting full), 160 requests at
   32 in flight: at least 0.97 of the allowed rate, fewer than 2 % of attempts 429;
 * ``shared``: two client processes on one key of 120 a minute, 100 requests each at 16
-  in flight: together at least 0.9 of the allowed rate, fewer than 5 % of attempts 429.
+  in flight: together at least 0.9 of the allowed rate, fewer than 5 % of attempts 429;
+* ``bucket-plain`` (no target): the bucket again, trioclient as plain calls in a
+  nursery rather than a batch, so no header budgets: its rate controller alone paces.
 
 The allowed rate is the bucket's: it starts full (``capacity`` requests at once), then
 refills at ``rpm / 60`` a second, so ``n`` requests need at least
@@ -76,6 +78,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "clients": 1,
         "stream_share": 0.0,
     },
+    # The same bucket, trioclient as plain calls (one task per request, the client's
+    # limiter as the semaphore): no header budgets, so its rate controller paces.
+    "bucket-plain": {
+        "server": {"ttft": LATENCY, "tps": 400, "seed": 12, "rpm": 120},
+        "requests": 160,
+        "concurrency": 32,
+        "clients": 1,
+        "stream_share": 0.0,
+        "plain": True,
+    },
     "shared": {
         "server": {"ttft": LATENCY, "tps": 400, "seed": 13, "rpm": 120},
         "requests": 100,
@@ -84,7 +96,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "stream_share": 0.0,
     },
 }
-QUICK = {"noise": 150, "bucket": 140, "shared": 75}
+QUICK = {"noise": 150, "bucket": 140, "bucket-plain": 140, "shared": 75}
 CONTENDERS = ("trioclient", "openai-sdk")
 
 
@@ -192,14 +204,34 @@ async def _trioclient(args: dict[str, Any]) -> dict[str, Any]:
                 pace.append((time.time() - t0, client.statistics().rate_limit_pace))
                 await trio.sleep(0.2)
 
+        async def one(body: dict[str, Any]) -> None:
+            nonlocal failed
+            try:
+                if body.get("stream"):
+                    stream = await client.chat.completions.create(**body)
+                    async with stream:
+                        async for _ in stream:
+                            pass
+                else:
+                    await client.chat.completions.create(**body)
+            except trioclient.APIError:
+                failed += 1
+            else:
+                ok_times.append(time.time() - t0)
+
         async with trio.open_nursery() as nursery:
             await nursery.start(sample)
-            async with client.batch(bodies, max_concurrent=args["concurrency"]) as results:
-                async for result in results:
-                    if result.ok:
-                        ok_times.append(time.time() - t0)
-                    else:
-                        failed += 1
+            if args.get("plain"):
+                async with trio.open_nursery() as requests:
+                    for body in bodies:
+                        requests.start_soon(one, body)
+            else:
+                async with client.batch(bodies, max_concurrent=args["concurrency"]) as results:
+                    async for result in results:
+                        if result.ok:
+                            ok_times.append(time.time() - t0)
+                        else:
+                            failed += 1
             nursery.cancel_scope.cancel()
         stats = client.statistics()
     return {
@@ -280,6 +312,7 @@ def _measure(name: str, scenario: dict[str, Any], contender: str, requests: int)
             "concurrency": scenario["concurrency"],
             "stream_share": scenario["stream_share"],
             "start_at": start_at,
+            "plain": scenario.get("plain", False),
         }
         procs = [
             subprocess.Popen(
@@ -446,7 +479,9 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ratecontrol")
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--only", help="comma-separated scenarios: noise,bucket,shared")
+    parser.add_argument(
+        "--only", help="comma-separated scenarios: noise,bucket,bucket-plain,shared"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=2, help=argparse.SUPPRESS)

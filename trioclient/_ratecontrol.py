@@ -16,29 +16,34 @@ that can be measured: **slow down, and look**. A budget's 429s fall away (or at 
 the accepted rate holds while the sending rate drops: the bucket was the limit); noise
 keeps its share of refusals and the accepted rate falls with the sending rate.
 
-The controller is additive-increase/multiplicative-decrease on a *measured* rate, as in
-congestion control, arranged in **epochs**: one epoch is the answers to the attempts
-sent at one pace (answers to attempts sent before the pace last changed say nothing
-about the new pace and are ignored, as a TCP sender ignores losses from before its last
-window cut). An epoch ends with one of three verdicts:
+The controller has two states.
 
-* **clean**: a dozen answers without more 429s than the learned noise explains
-  (Google SRE's client-side throttling compares requests with accepts the same way):
-  a paced controller speeds up a little (additive increase), and the noise estimate
-  follows the epoch's share of 429s;
-* **too fast**: significantly more 429s than noise explains. Leaving the open state,
-  the controller paces at half the accepted rate it measured (no client-wide pause yet:
-  this could be noise, and the next epoch is the experiment). Already paced, it is a
-  budget: the client pauses once for the server's wait, and the pace becomes the lower
-  of a cut of the accepted rate and one request per server wait (a bucket's wait is the
-  time to its next token, so that is its refill rate);
-* **noise**: the epoch after a cut kept the same share of refusals while its accepted
-  rate fell with the sending rate. The cut is undone, no pause is made, and the share
-  becomes the noise the controller tolerates from now on.
+* **Unpaced**, random 429s are let be, whatever their share: each refused request
+  waits its own ``Retry-After`` and the client carries on. What starts pacing is a
+  budget that **ran dry**: a run of refusals since the last attempt that got through
+  (a bucket that was full and is now empty refuses every attempt; random refusals,
+  even 40 % of them, make a run of ten about once in 10,000 attempts). Then one
+  client-wide pause, until the time the server named, and a pace of one attempt per
+  server wait: a dry bucket's wait is the time to its next token.
+* **Paced**, it is additive-increase/multiplicative-decrease on the sending rate, as in
+  congestion control, in **epochs** of a dozen answers. An epoch without more 429s
+  than the learned noise explains (Google SRE's client-side throttling compares
+  requests with accepts the same way) speeds up a little, faster after several in a
+  row. An epoch with significantly more cuts the pace to the rate the server accepted
+  during it (by a fifth at least, by half at most: two clients on one key settle on
+  sharing it), with one more pause. Every cut is an **experiment**: should the next
+  epoch keep the same share of 429s while accepting fewer requests in proportion,
+  slowing down did not help, the 429s were noise, and the cuts are undone.
+
+Two rules keep the verdicts honest. A 429 comes back faster than a completion, so the
+attempts sent in the last two answer-times are judged later, once their successes have
+had time to come back (otherwise a burst of instant 429s reads as a dry budget). And an
+answer to an attempt sent before the pace last changed says nothing about the new pace
+(as a TCP sender ignores the losses of its window before a cut): it is ignored.
 
 The controller is a plain value fed samples stamped with trio's clock
-(:meth:`RateController.on_answer`); it does no I/O and never sleeps. The gate
-(:mod:`trioclient._gate`) does the waiting it asks for.
+(:meth:`RateController.on_answer`, :meth:`RateController.poll`); it does no I/O and
+never sleeps. The gate (:mod:`trioclient._gate`) does the waiting it asks for.
 """
 
 from __future__ import annotations

@@ -73,6 +73,12 @@ class ClientStatistics:
         prompt_tokens: Sum of ``usage.prompt_tokens`` over answers.
         completion_tokens: Sum of ``usage.completion_tokens`` over answers.
         total_tokens: Sum of ``usage.total_tokens`` over answers.
+        rate_limit_pace: Attempts per second the rate controller lets through now, or
+            ``None`` while it does not pace (see ``docs/retries.md``).
+        rate_limit_pauses: Client-wide pauses the rate controller made so far (one per
+            429 judged to come from a budget this client exceeded).
+        rate_limit_noise: The share of 429s the controller judged not caused by this
+            client's rate (random refusals, another program on the same key).
     """
 
     requests_sent: int
@@ -86,6 +92,9 @@ class ClientStatistics:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    rate_limit_pace: float | None = None
+    rate_limit_pauses: int = 0
+    rate_limit_noise: float = 0.0
 
 
 @attrs.frozen
@@ -494,6 +503,7 @@ class Client:
         """A frozen snapshot of this client's counters."""
         connection = self._requester.connection
         c = connection.counters
+        rate = connection.gate.state()  # the rate controller's state
         return ClientStatistics(
             requests_sent=c.sent,
             requests_succeeded=c.succeeded,
@@ -506,6 +516,9 @@ class Client:
             prompt_tokens=c.prompt_tokens,
             completion_tokens=c.completion_tokens,
             total_tokens=c.total_tokens,
+            rate_limit_pace=rate.pace,
+            rate_limit_pauses=rate.pauses,
+            rate_limit_noise=rate.noise,
         )
 
     def build_request(

@@ -340,7 +340,9 @@ class Budgets:
         tpm: Tokens per minute (estimated, then corrected by ``usage``), or ``None``.
         follow_headers: Pace from the server's ``x-ratelimit-*`` headers.
         header_margin: Fraction of the server's limit left unused as slack, for the
-            requests in flight the headers cannot show yet (at least one token).
+            requests in flight the headers cannot show yet (at least a quarter of a
+            token: the in-flight attempts are counted already, and the `remaining`
+            figure, rounded down, errs on the safe side by half a token on average).
     """
 
     rpm: float | None = None
@@ -417,11 +419,11 @@ class Budgets:
         headers = response.headers
         if "x-ratelimit-remaining-requests" in headers:
             limit = self.header_requests
-            margin = max(1.0, self.header_margin * limit.limit)
+            margin = max(0.25, self.header_margin * limit.limit)
             limit.observe(headers, sent[0], sent[2], margin)
         if "x-ratelimit-remaining-tokens" in headers:
             limit = self.header_tokens
-            margin = max(1.0, self.header_margin * limit.limit)
+            margin = max(0.25, self.header_margin * limit.limit)
             limit.observe(headers, sent[1], sent[2], margin)
 
     def refund_tokens(self, tokens: float) -> None:

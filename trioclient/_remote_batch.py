@@ -480,11 +480,13 @@ class RemoteBatchRunner(BatchFileRunner):
             raise_for_status(response, body)
             return body
 
-        await requester.acquire()
+        hold = requester.token_hold()
         try:
-            data: bytes = await requester.call(request, attempt, requester.timeout, requester.retry)
+            data: bytes = await requester.call(
+                request, attempt, requester.timeout, requester.retry, hold
+            )
         finally:
-            requester.limiter.release()
+            hold.give_back()
         requester.counters.succeed(None)
         return data
 

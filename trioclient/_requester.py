@@ -40,9 +40,9 @@ import trio
 from ._attempt import PACER_EXTENSION, Pacer, Sender, complete_once
 from ._body import encode_body
 from ._config import Timeout
-from ._exceptions import APIError, RateLimitError
-from ._gate import RateLimitGate
-from ._retry import RetryPolicy
+from ._exceptions import APIError, APIStatusError, RateLimitError
+from ._gate import RateLimitGate, TokenHold, backoff_ceiling, wait_to_send
+from ._retry import RetryPolicy, retry_after_seconds
 
 if TYPE_CHECKING:
     from ._models import Usage
@@ -243,16 +243,18 @@ class Requester:
 
     # -- running ----------------------------------------------------------------------
 
-    async def acquire(self) -> None:
-        """Take a limiter token for the current task."""
-        limiter = self.connection.limiter
-        # A free token is taken without a trip through the scheduler (the send that
-        # follows is a schedule point anyway); only a full limiter makes us wait.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            limiter.acquire_nowait()
-        except trio.WouldBlock:
-            await limiter.acquire()
+    def token_hold(self, borrower: object | None = None) -> TokenHold:
+        """The limiter token of one request, not yet taken: :meth:`call` takes it after
+        any wait for pace or budget, and gives it back while waiting again. The caller
+        releases it at the end (``hold.give_back()`` in ``finally``).
+
+        Args:
+            borrower: Whom the token is held for: by default the current task; a
+                stream that outlives the call that opened it passes its own borrower.
+        """
+        if borrower is None:
+            borrower = trio.lowlevel.current_task()
+        return TokenHold(self.connection.limiter, borrower)
 
     async def call(
         self,
@@ -260,12 +262,17 @@ class Requester:
         attempt: Attempt[T],
         timeout: Timeout,
         retry: RetryPolicy,
+        hold: TokenHold,
         retryable: Callable[[Exception], bool] | None = None,
     ) -> T:
         """Run ``attempt`` until it succeeds, retrying as ``retry`` says: **the** retry
         loop, for every kind of request.
 
-        The caller holds the limiter token. Only :class:`APIError` is retried (and only
+        ``hold`` is the request's limiter token (:meth:`token_hold`): taken before each
+        attempt, after the waits for the 429 gate and the pacer's budgets, and given
+        back while waiting for them, so a paced request never holds a slot another
+        request could use. It is kept through a retry's own backoff sleep.
+        Only :class:`APIError` is retried (and only
         what ``retryable``, by default ``retry.is_retryable``, accepts): anything else,
         ``Cancelled`` and ``KeyboardInterrupt`` above all, goes straight up. A request
         that ends in an error is counted as failed here; a success is the caller's to
@@ -279,10 +286,9 @@ class Requester:
         retries = 0
         pacer = request.extensions.get(PACER_EXTENSION)
         while True:
-            if gate.interval or gate.reopens_at > trio.current_time():
-                await gate.wait_open()
-            if pacer is not None:
-                await pacer.before_attempt(request)
+            # The gate, the budgets, then a token: no token is held while waiting.
+            if pacer is not None or not hold.held or not gate.is_open():
+                await wait_to_send(gate, pacer, request, hold)
             counters.sent += 1
             counters.in_flight += 1
             sent_at = trio.current_time()
@@ -291,8 +297,7 @@ class Requester:
             except APIError as exc:
                 error = exc
             else:
-                if gate.interval:
-                    gate.record_success()
+                gate.on_answer(sent_at)  # every answer feeds the rate controller
                 return result
             finally:
                 counters.in_flight -= 1
@@ -301,8 +306,15 @@ class Requester:
             if isinstance(error, RateLimitError):
                 counters.rate_limited += 1
                 if will_retry:
-                    # Even when this request gives up, the others must pause.
-                    gate.close_for(delay, sent_at)
+                    # Even when this request gives up, the controller hears of it.
+                    # Without a server wait, a client-wide pause lasts the backoff
+                    # ceiling, not the jittered sample (which may be near zero).
+                    if retry_after_seconds(error.headers) is None:
+                        gate.on_answer(sent_at, True, backoff_ceiling(retry, retries))
+                    else:
+                        gate.on_answer(sent_at, True, delay)
+            elif isinstance(error, APIStatusError):
+                gate.on_answer(sent_at)  # an answer, not a refusal
             if retries >= retry.max_retries or not will_retry:
                 counters.failed += 1
                 raise error
@@ -318,7 +330,9 @@ class Requester:
                 raise error
             retries += 1
             counters.retries += 1
-            await trio.sleep_until(resume_at)
+            # Only this request's own wait is slept here (with its token); the gate's
+            # part of resume_at is waited in wait_to_send, without the token.
+            await trio.sleep(delay)
 
     async def request_json(
         self,
@@ -335,12 +349,11 @@ class Requester:
         def attempt(sender: Sender, request: httpx.Request, timeout: Timeout) -> Awaitable[T]:
             return complete_once(sender, request, timeout, max_bytes, parse)
 
-        limiter = self.connection.limiter
-        await self.acquire()
+        hold = self.token_hold()
         try:
-            result = await self.call(request, attempt, timeout, retry)
+            result = await self.call(request, attempt, timeout, retry, hold)
         finally:
-            limiter.release()
+            hold.give_back()
         self.succeeded(request, usage(result))
         return result
 

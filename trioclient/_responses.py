@@ -753,13 +753,12 @@ async def _open_response_stream(
     """Send a streaming request and wait for its first event (retrying until then); the
     stream holds the limiter token from here until it is closed."""
     stream = ResponseStream(requester, request, timeout)
-    limiter = requester.limiter
-    await limiter.acquire_on_behalf_of(stream)
+    hold = requester.token_hold(stream)  # held for the stream, after any pace wait
     try:
-        await requester.call(request, stream._open_attempt, timeout, retry)
+        await requester.call(request, stream._open_attempt, timeout, retry, hold)
     except BaseException:
         await stream._drop_response()
-        limiter.release_on_behalf_of(stream)
+        hold.give_back()
         raise
     stream._holds_token = True
     requester.counters.in_flight += 1

@@ -479,13 +479,14 @@ async def open_stream(
     """Send a streaming request and wait for its first chunk (retrying until then)."""
     request = _stream_request(requester, body, extra_headers, extra_query, None)
     stream = ChatCompletionStream(requester, request, timeout)
-    limiter = requester.limiter
-    await limiter.acquire_on_behalf_of(stream._borrower)
+    # The token is held for the stream (it outlives this call), taken after any wait
+    # for pace or budget.
+    hold = requester.token_hold(stream._borrower)
     try:
-        await requester.call(request, stream._open_attempt, timeout, retry)
+        await requester.call(request, stream._open_attempt, timeout, retry, hold)
     except BaseException:
         await stream._drop_response()
-        limiter.release_on_behalf_of(stream._borrower)
+        hold.give_back()
         raise
     stream._holds_token = True
     stream._trio_token = trio.lowlevel.current_trio_token()
@@ -537,11 +538,11 @@ async def read_stream(
     def retryable(error: Exception) -> bool:
         return retry.is_retryable(error) or (opened and isinstance(error, _MID_STREAM_RETRYABLE))
 
-    await requester.acquire()
+    hold = requester.token_hold()
     try:
-        stream = await requester.call(request, whole, timeout, retry, retryable)
+        stream = await requester.call(request, whole, timeout, retry, hold, retryable)
     finally:
-        requester.limiter.release()
+        hold.give_back()
     completion = stream.current_completion()
     requester.succeeded(request, completion.usage)
     return completion, stream

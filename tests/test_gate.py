@@ -136,7 +136,7 @@ async def test_a_429_without_retry_after_pauses_for_the_backoff_ceiling(
     retry = trioclient.RetryPolicy(max_retries=30, base_delay=1.0, max_delay=1.0)
     pauses: list[float] = []
     async with mock_client(server, 16, retry) as client:
-        controller = client._gate.controller
+        controller = client._requester.connection.gate.controller
         poll = controller.poll
 
         def watched(now: float) -> str | None:
@@ -221,7 +221,7 @@ async def run_noise(share: float, rate_control: bool) -> tuple[float, trioclient
         ) as client:
             if not rate_control:
                 # The baseline: a controller that never hears of any answer.
-                client._gate.controller.on_answer = lambda *args: None  # type: ignore[method-assign]
+                client._requester.connection.gate.controller.on_answer = lambda *args: None  # type: ignore[method-assign]
             start = trio.current_time()
             stats = await run_burst(client, 300, deadline=600)
             return trio.current_time() - start, stats

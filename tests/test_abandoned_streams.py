@@ -69,3 +69,30 @@ async def test_a_stream_read_to_its_end_closes_itself() -> None:
                     async for _chunk in stream:
                         pass
                     assert client.limiter.borrowed_tokens == 0
+
+
+async def test_abandoned_response_streams_give_back_their_tokens() -> None:
+    # The same for the Responses API's streams: two dropped at max_concurrent=1, then
+    # a third request gets the token.
+    async with open_server(tps=10, answer_tokens=200) as server:
+        async with trioclient.Client(
+            api_key="sk-test", base_url=server.base_url, max_concurrent=1
+        ) as client:
+            with trio.fail_after(30):
+                with pytest.warns(ResourceWarning, match="response stream") as warned:
+                    for _ in range(2):
+
+                        async def drop() -> None:
+                            stream = await client.responses.create(
+                                model="m", input="a long story", stream=True
+                            )
+                            async for _event in stream:
+                                break
+
+                        await drop()
+                        gc.collect()
+                        await trio.testing.wait_all_tasks_blocked()
+                async with client.chat.completions.stream(model="m", messages=MESSAGES) as third:
+                    await third.__anext__()
+            assert len(warned) == 2
+            assert client.limiter.borrowed_tokens == 0

@@ -384,7 +384,8 @@ async def test_leaving_early_frees_the_limiter_token_and_the_connection() -> Non
         assert client.statistics().in_flight == 0
         # The one token is free for the next request.
         with trio.fail_after(5):
-            await client.responses.create(model="grok-4", input="x", stream=True)
+            next_stream = await client.responses.create(model="grok-4", input="x", stream=True)
+            await next_stream.aclose()
 
 
 async def test_a_non_stream_answer_to_a_stream_request_is_an_error() -> None:

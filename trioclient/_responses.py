@@ -58,6 +58,7 @@ from ._exceptions import (
 )
 from ._models import Usage
 from ._retry import RetryPolicy
+from ._stream_token import StreamToken
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -320,7 +321,7 @@ class ResponseStream:
         self._response: httpx.Response | None = None
         self._body: Any = None
         self._deadline = math.inf
-        self._holds_token = False
+        self._token = StreamToken(requester)  # the limiter token (see _stream_token)
         self._closed = False
         self._reset()
 
@@ -557,12 +558,17 @@ class ResponseStream:
         self._pending = []
         if self._terminal and self._final is not None:
             usage = self._final.usage
-            self._requester.counters.succeed(usage.as_usage() if usage else None)
+            self._requester.succeeded(self._request, usage.as_usage() if usage else None)
         await self._drop_response()
-        if self._holds_token:
-            self._holds_token = False
-            self._requester.counters.in_flight -= 1
-            self._requester.limiter.release_on_behalf_of(self)
+        self._token.release()
+
+    def __del__(self) -> None:
+        # Dropped unfinished and unclosed: see _stream_token.
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            self._token.abandon(
+                f"a response stream from {self._request.url}", self._response, self._body
+            )
 
     async def __aenter__(self) -> Self:
         return self
@@ -753,15 +759,14 @@ async def _open_response_stream(
     """Send a streaming request and wait for its first event (retrying until then); the
     stream holds the limiter token from here until it is closed."""
     stream = ResponseStream(requester, request, timeout)
-    hold = requester.token_hold(stream)  # held for the stream, after any pace wait
+    hold = stream._token.hold()  # held for the stream, after any pace wait
     try:
         await requester.call(request, stream._open_attempt, timeout, retry, hold)
     except BaseException:
         await stream._drop_response()
         hold.give_back()
         raise
-    stream._holds_token = True
-    requester.counters.in_flight += 1
+    stream._token.opened()
     return stream
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -54,6 +53,7 @@ from ._exceptions import (
 from ._models import ChatCompletion, ChatCompletionChunk, provider_error_object
 from ._retry import RetryPolicy
 from ._sse import _RawEvent
+from ._stream_token import StreamToken
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -114,11 +114,9 @@ class ChatCompletionStream:
         self._deadline = math.inf
         self._done = False
         self._closed = False
-        self._holds_token = False
-        # What the limiter lends the token to: not the stream itself, which the limiter
-        # would then keep alive, so that an abandoned stream can still be collected.
-        self._borrower = _Borrower()
-        self._trio_token: trio.lowlevel.TrioToken | None = None
+        # The limiter token, lent to this small object rather than to the stream, so
+        # that a stream dropped unclosed can still be collected (see _stream_token).
+        self._token = StreamToken(requester)
         self._opened_at = 0.0
         self.first_chunk_at: float | None = None
         """``trio.current_time()`` when the first chunk arrived (time to first token)."""
@@ -375,10 +373,7 @@ class ChatCompletionStream:
                 self._requester.succeeded(self._request, self._accumulator.usage)
             await self._drain()
         await self._drop_response()
-        if self._holds_token:
-            self._holds_token = False
-            self._requester.counters.in_flight -= 1
-            self._requester.limiter.release_on_behalf_of(self._borrower)
+        self._token.release()
 
     async def _drain(self) -> None:
         # After [DONE] the server ends the body; reading that end lets the connection be
@@ -407,52 +402,13 @@ class ChatCompletionStream:
         await self.aclose()
 
     def __del__(self) -> None:
-        # Dropped unfinished and unclosed: give back the token and the connection from
-        # the trio thread (run_sync_soon is safe from any thread and from a finalizer),
-        # then warn. Nothing here may refer to `self` once it is queued.
-        if not self._holds_token or self._closed:
-            return
-        self._holds_token = False
-        self._closed = True
-        requester, borrower = self._requester, self._borrower
-        response, body = self._response, self._body
-        token = self._trio_token
-        if token is not None:
-            try:
-                token.run_sync_soon(_release_abandoned, requester, borrower, response, body)
-            except trio.RunFinishedError:
-                pass  # the run is over: its limiter and sockets went with it
-        warnings.warn(
-            f"a stream from {self._request.url} was dropped before it finished and was "
-            "never closed; its limiter token and connection were given back when it was "
-            "collected: use `async with` (or `await stream.aclose()`)",
-            ResourceWarning,
-            stacklevel=1,
-        )
-
-
-class _Borrower:
-    """The limiter's record of who holds a stream's token (see ``ChatCompletionStream``)."""
-
-    __slots__ = ()
-
-
-def _release_abandoned(requester: Requester, borrower: _Borrower, response: Any, body: Any) -> None:
-    """On the trio thread: the token back now, the connection closed in a system task."""
-    requester.counters.in_flight -= 1
-    requester.limiter.release_on_behalf_of(borrower)
-    if response is not None:
-        trio.lowlevel.spawn_system_task(_close_abandoned, response, body)
-
-
-async def _close_abandoned(response: httpx.Response, body: Any) -> None:
-    if body is not None and hasattr(body, "aclose"):
-        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
-            try:
-                await body.aclose()
-            except Exception:
-                pass
-    await close_response(response)
+        # Dropped unfinished and unclosed: the token and the connection go back from
+        # the trio thread, with a ResourceWarning (see _stream_token).
+        if not self._closed:
+            self._closed = True
+            self._token.abandon(
+                f"a stream from {self._request.url}", self._response, self._body
+            )
 
 
 def _stream_request(
@@ -481,16 +437,14 @@ async def open_stream(
     stream = ChatCompletionStream(requester, request, timeout)
     # The token is held for the stream (it outlives this call), taken after any wait
     # for pace or budget.
-    hold = requester.token_hold(stream._borrower)
+    hold = stream._token.hold()
     try:
         await requester.call(request, stream._open_attempt, timeout, retry, hold)
     except BaseException:
         await stream._drop_response()
         hold.give_back()
         raise
-    stream._holds_token = True
-    stream._trio_token = trio.lowlevel.current_trio_token()
-    requester.counters.in_flight += 1
+    stream._token.opened()
     return stream
 
 

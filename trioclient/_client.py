@@ -150,6 +150,13 @@ _COPY_OPTIONS = frozenset(
 )
 
 
+def request_path(client: Client) -> Requester:
+    """The client's :class:`~trioclient._requester.Requester`: the internal interface
+    for trioclient's own layers above the client that need more than its public methods
+    (the remote batch runner's file uploads). Not public API."""
+    return client._requester
+
+
 def _check_max_concurrent(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"max_concurrent must be a whole number >= 1, got {value!r}")

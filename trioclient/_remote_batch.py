@@ -60,6 +60,7 @@ from ._attempt import Sender, raise_for_status, read_body, send, timeout_error
 from ._background import open_background
 from ._batch_file import BatchFileRunner, BatchFileSummary, InputArg, _Sink, _Writer
 from ._batch_format import BadLine, bad_line_record, encode_record
+from ._client import request_path
 from ._config import Timeout
 from ._endpoints import endpoint_for
 from ._exceptions import APIResponseValidationError
@@ -238,7 +239,7 @@ class RemoteBatchRunner(BatchFileRunner):
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Send what is still to do as remote batches (or find the ones a previous run
         sent), wait for them, and yield their result records."""
-        requester = self._client._requester
+        requester = request_path(self._client)
         pending: dict[str, tuple[dict[str, Any], str]] = {}
         async for custom_id, body, url in requests:
             pending[custom_id] = (body, url)

@@ -17,18 +17,14 @@ import trio
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
-    "PACER_EXTENSION",
     "Budgets",
-    "Pacer",
     "TokenBucket",
     "estimate_tokens",
     "parse_reset_duration",
 ]
 
-# The request path's side of the hook lives in _attempt (PACER_EXTENSION, Pacer), so
+# The request path's side of the hook (PACER_EXTENSION, Pacer) lives in _attempt, so
 # that `import trioclient` does not load the budgets below.
-from ._attempt import PACER_EXTENSION as PACER_EXTENSION
-from ._attempt import Pacer as Pacer
 
 # --- budgets: token buckets the batch engine paces with -----------------------------
 #
@@ -273,7 +269,6 @@ class _HeaderLimit:
     best_deficit: float = 0.0
     freshest: float = -1.0  # `sent` ticket of the response last applied
     bucket: TokenBucket | None = None
-    readings: int = 0
 
     def observe(
         self, headers: httpx.Headers, sent_ticket: float, sent_at: float, margin: float
@@ -304,7 +299,6 @@ class _HeaderLimit:
         if bucket is None or sent_ticket <= self.freshest:
             return  # no rate known yet, or an older reading than one already applied
         self.freshest = sent_ticket
-        self.readings += 1
         now = trio.current_time()
         # The server's level when it answered, refilled since, less what we sent after
         # that request and what is reserved to go: the level the next attempt meets.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._client import Client as Client
 from ._client import ClientStatistics as ClientStatistics
+from ._client import RawResponse as RawResponse
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._config import Timeout as Timeout
 from ._exceptions import APIConnectionError as APIConnectionError
@@ -41,6 +42,8 @@ from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
 from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+from ._model_list import Model as Model
+from ._model_list import ModelList as ModelList
 from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 

@@ -21,7 +21,7 @@ import http
 import json
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import trio
@@ -36,13 +36,12 @@ from ._exceptions import (
     ResponseTooLargeError,
     status_error_class,
 )
+from ._pacer import PACER_EXTENSION
 
 if TYPE_CHECKING:
     from ._models import ChatCompletion
 
 __all__ = [
-    "PACER_EXTENSION",
-    "Pacer",
     "Sender",
     "client_sender",
     "close_response",
@@ -60,24 +59,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: The ``httpx.Request.extensions`` key under which a request carries its :class:`Pacer`.
-PACER_EXTENSION = "trioclient.pacer"
-
-
-class Pacer(Protocol):
-    """What the request path asks of a pacer (the batch engine's rpm/tpm budgets, in :mod:`trioclient._pacing`).
-
-    A request carries its pacer in ``request.extensions[PACER_EXTENSION]``, so the
-    client's hot path pays one dictionary lookup when there is none.
-    """
-
-    async def before_attempt(self, request: httpx.Request) -> None:
-        """Wait until this attempt may be sent (every attempt, retries included)."""
-
-    def after_response(self, response: httpx.Response) -> None:
-        """See every response's headers (any status) as soon as they arrive."""
-
 
 #: Sends a request and returns once the response headers are in (body unread).
 Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]

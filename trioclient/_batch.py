@@ -25,7 +25,7 @@ How it is built, and why:
   the ``ValueError``/``TypeError`` that rejected a malformed body before anything was
   sent (``attempts == 0``). The nursery and the other items never see it.
 * **Pacing** is per attempt (retries included), through the request path's
-  :class:`~trioclient._attempt.Pacer` hook: the caller's ``rpm``/``tpm`` budgets, the
+  :class:`~trioclient._pacer.Pacer` hook: the caller's ``rpm``/``tpm`` budgets, the
   server's limits read from its ``x-ratelimit-*`` headers (so the batch slows down
   *before* the first 429, not after), and the client-wide 429 gate.
 * **Streams** (``"stream": True`` in a body) are read whole by the engine. Nobody has

@@ -33,6 +33,7 @@ from ._config import (
     resolve_base_url,
 )
 from ._model_list import Models
+from ._options import UNSET, CallOptions, check_mapping, retry_policy
 from ._proxy import resolve_proxy_routes
 from ._requester import Connection, Requester
 from ._retry import RetryPolicy
@@ -130,8 +131,6 @@ class RawResponse(Generic[T]):
         return self._parsed
 
 
-_UNSET: Any = object()
-
 #: Options a :meth:`Client.with_options` copy may change; the rest is shared.
 _COPY_OPTIONS = frozenset(
     {
@@ -160,26 +159,6 @@ def request_path(client: Client) -> Requester:
 def _check_max_concurrent(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"max_concurrent must be a whole number >= 1, got {value!r}")
-
-
-def _retry_policy(retry: RetryPolicy | None, max_retries: int | None, default: RetryPolicy) -> RetryPolicy:
-    """``retry=`` or the openai SDK's ``max_retries=`` (not both) over ``default``."""
-    if retry is not None and max_retries is not None:
-        raise ValueError("pass retry or max_retries, not both")
-    if retry is not None:
-        if not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        return retry
-    if max_retries is not None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
-        return attrs.evolve(default, max_retries=max_retries)
-    return default
-
-
-def _check_mapping(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
 
 
 def _usage(completion: ChatCompletion) -> Any:
@@ -241,9 +220,9 @@ class Client:
         api_key: str | None = None,
         base_url: str | httpx.URL | None = None,
         *,
-        max_concurrent: int = _UNSET,
+        max_concurrent: int = UNSET,
         limiter: trio.CapacityLimiter | None = None,
-        timeout: Timeout | float | None = _UNSET,
+        timeout: Timeout | float | None = UNSET,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -276,10 +255,10 @@ class Client:
             "trust_env": trust_env,
             "keepalive_expiry": keepalive_expiry,
         }
-        if limiter is not None and max_concurrent is not _UNSET:
+        if limiter is not None and max_concurrent is not UNSET:
             raise ValueError("pass max_concurrent or limiter, not both")
         if limiter is None:
-            if max_concurrent is _UNSET:
+            if max_concurrent is UNSET:
                 max_concurrent = 64
             _check_max_concurrent(max_concurrent)
             limiter = trio.CapacityLimiter(max_concurrent)
@@ -290,8 +269,8 @@ class Client:
         self._options: dict[str, Any] = {
             "api_key": api_key,
             "base_url": base_url,
-            "timeout": Timeout() if timeout is _UNSET else Timeout.coerce(timeout),
-            "retry": _retry_policy(retry, max_retries, RetryPolicy()),
+            "timeout": Timeout() if timeout is UNSET else Timeout.coerce(timeout),
+            "retry": retry_policy(retry, max_retries, RetryPolicy()),
             "default_headers": default_headers,
             "default_query": default_query,
             "organization": organization,
@@ -320,8 +299,8 @@ class Client:
             raise ValueError(
                 f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
             )
-        _check_mapping("default_headers", options["default_headers"])
-        _check_mapping("default_query", options["default_query"])
+        check_mapping("default_headers", options["default_headers"])
+        check_mapping("default_query", options["default_query"])
         headers = httpx.Headers(
             {
                 "Accept": "application/json",
@@ -374,12 +353,12 @@ class Client:
         if "timeout" in changes:
             options["timeout"] = Timeout.coerce(changes.pop("timeout"))
         if "retry" in changes or "max_retries" in changes:
-            options["retry"] = _retry_policy(
+            options["retry"] = retry_policy(
                 changes.pop("retry", None), changes.pop("max_retries", None), options["retry"]
             )
         for merged in ("default_headers", "default_query"):
             if merged in changes:
-                _check_mapping(merged, changes[merged])
+                check_mapping(merged, changes[merged])
                 options[merged] = {**(options[merged] or {}), **(changes.pop(merged) or {})}
         options.update(changes)
         copy = object.__new__(Client)
@@ -569,31 +548,6 @@ class ChatNamespace:
         return Chat(self.completions, model, params)
 
 
-class _CallOptions:
-    """One call's request options, resolved against the client's defaults."""
-
-    __slots__ = ("extra_headers", "extra_query", "retry", "timeout")
-
-    def __init__(
-        self,
-        requester: Requester,
-        timeout: Timeout | float | None,
-        retry: RetryPolicy | None,
-        max_retries: int | None,
-        extra_headers: Mapping[str, str] | None,
-        extra_query: Mapping[str, Any] | None,
-    ) -> None:
-        self.timeout = requester.timeout if timeout is _UNSET else Timeout.coerce(timeout)
-        if retry is None and max_retries is None:
-            self.retry = requester.retry
-        else:
-            self.retry = _retry_policy(retry, max_retries, requester.retry)
-        _check_mapping("extra_headers", extra_headers)
-        _check_mapping("extra_query", extra_query)
-        self.extra_headers = extra_headers
-        self.extra_query = extra_query
-
-
 def _chat_body(
     model: object,
     messages: object,
@@ -607,7 +561,7 @@ def _chat_body(
     if stream:
         body["stream"] = True
     if extra_body is not None:
-        _check_mapping("extra_body", extra_body)
+        check_mapping("extra_body", extra_body)
         body.update(extra_body)  # merged into the top level, as the openai SDK does
     return body
 
@@ -663,7 +617,7 @@ class Completions:
         model: str,
         messages: Iterable[Mapping[str, Any]],
         stream: bool = False,
-        timeout: Timeout | float | None = _UNSET,
+        timeout: Timeout | float | None = UNSET,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -698,7 +652,7 @@ class Completions:
         requester = self._requester
         requester.check_open()
         body = _chat_body(model, messages, stream, extra_body, params)
-        call = _CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
+        call = CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
         if stream:
             from ._stream import open_stream
 
@@ -739,7 +693,7 @@ class _RawCompletions:
         *,
         model: str,
         messages: Iterable[Mapping[str, Any]],
-        timeout: Timeout | float | None = _UNSET,
+        timeout: Timeout | float | None = UNSET,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -757,7 +711,7 @@ class _RawCompletions:
             )
         params.pop("stream", None)
         body = _chat_body(model, messages, False, extra_body, params)
-        call = _CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
+        call = CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
         request = requester.build_request(
             "chat/completions", body, extra_headers=call.extra_headers, extra_query=call.extra_query
         )

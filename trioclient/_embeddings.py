@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import httpx
 
-from ._client import _UNSET, _CallOptions, _check_mapping
 from ._config import Timeout
 from ._exceptions import APIResponseValidationError
 from ._models import Usage
+from ._options import UNSET, CallOptions, check_mapping
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ class Embeddings:
         input: EmbeddingInput,
         dimensions: int | None = None,
         encoding_format: Literal["float", "base64"] | None = None,
-        timeout: Timeout | float | None = _UNSET,
+        timeout: Timeout | float | None = UNSET,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -321,9 +321,9 @@ class Embeddings:
         requester.check_open()
         body, count = build_embedding_body(model, input, dimensions, encoding_format, params)
         if extra_body is not None:
-            _check_mapping("extra_body", extra_body)
+            check_mapping("extra_body", extra_body)
             body.update(extra_body)
-        call = _CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
+        call = CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
         request = requester.build_request(
             "embeddings", body, extra_headers=call.extra_headers, extra_query=call.extra_query
         )

@@ -31,13 +31,12 @@ before anything is sent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from ._models import ChatCompletion
-    from ._responses import ResponseObject
+# `partial` is typed Any: the exception tree is a leaf, and naming the answer types
+# here would make it import the modules that build answers (and raise these errors).
 
 __all__ = [
     "APIConnectionError",
@@ -80,7 +79,7 @@ class APIError(Exception):
         *,
         request: httpx.Request | None = None,
         body: object = None,
-        partial: ChatCompletion | ResponseObject | None = None,
+        partial: Any = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -356,7 +355,7 @@ class APIResponseValidationError(APIError):
         *,
         request: httpx.Request | None = None,
         body: object = None,
-        partial: ChatCompletion | None = None,
+        partial: Any = None,
         response: httpx.Response | None = None,
     ) -> None:
         super().__init__(message, request=request, body=body, partial=partial)

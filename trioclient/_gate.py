@@ -27,7 +27,7 @@ from ._ratecontrol import RateController, RateControlState
 if TYPE_CHECKING:
     import httpx
 
-    from ._attempt import Pacer
+    from ._pacer import Pacer
     from ._retry import RetryPolicy
 
 __all__ = ["RateLimitGate", "TokenHold", "backoff_ceiling", "wait_to_send"]

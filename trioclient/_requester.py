@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import httpx
 import trio
 
-from ._attempt import PACER_EXTENSION, Pacer, Sender, complete_once
+from ._attempt import Sender, complete_once
 from ._body import encode_body
 from ._config import Timeout
 from ._exceptions import APIError, APIStatusError, RateLimitError
 from ._gate import RateLimitGate, TokenHold, backoff_ceiling, wait_to_send
+from ._pacer import PACER_EXTENSION, Pacer
 from ._retry import RetryPolicy, retry_after_seconds
 
 if TYPE_CHECKING:

@@ -46,7 +46,6 @@ import httpx
 import trio
 
 from ._attempt import Sender, close_response, open_stream_once, timeout_error
-from ._client import _UNSET, _CallOptions, _check_mapping
 from ._config import Timeout
 from ._exceptions import (
     APIError,
@@ -57,6 +56,7 @@ from ._exceptions import (
     ResponseTooLargeError,
 )
 from ._models import Usage
+from ._options import UNSET, CallOptions, check_mapping
 from ._retry import RetryPolicy
 from ._stream_token import StreamToken
 from .sse import SSEDecoder, SSEError
@@ -681,7 +681,7 @@ class Responses:
         previous_response_id: str | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         stream: bool = False,
-        timeout: Timeout | float | None = _UNSET,
+        timeout: Timeout | float | None = UNSET,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -725,9 +725,9 @@ class Responses:
         }
         body = build_response_body(model, input, {**named, **params}, stream=stream)
         if extra_body is not None:
-            _check_mapping("extra_body", extra_body)
+            check_mapping("extra_body", extra_body)
             body.update(extra_body)
-        call = _CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
+        call = CallOptions(requester, timeout, retry, max_retries, extra_headers, extra_query)
         if stream:
             headers = {"Accept": "text/event-stream", **(call.extra_headers or {})}
             request = requester.build_request(

@@ -47,8 +47,8 @@ from ._redis import RedisError, RedisPool, RedisURL
 from ._resp import RespError
 
 if TYPE_CHECKING:
-    from ._attempt import Pacer
     from ._models import Usage
+    from ._pacer import Pacer
     from ._pacing import Budgets
 
 __all__ = ["RedisBudget", "SharedBudgetError", "SharedBudgetStatistics"]

@@ -39,7 +39,7 @@ import httpx
 import trio
 
 from ._accumulator import ChunkAccumulator
-from ._attempt import Pacer, Sender, close_response, open_stream_once, timeout_error
+from ._attempt import Sender, close_response, open_stream_once, timeout_error
 from ._config import Timeout
 from ._exceptions import (
     APIError,
@@ -51,6 +51,7 @@ from ._exceptions import (
     describe_provider_error,
 )
 from ._models import ChatCompletion, ChatCompletionChunk, provider_error_object
+from ._pacer import Pacer
 from ._retry import RetryPolicy
 from ._sse import _RawEvent
 from ._stream_token import StreamToken

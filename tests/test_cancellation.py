@@ -272,7 +272,13 @@ async def test_ctrl_c_during_a_10000_request_batch(tmp_path: Path) -> None:
         args += ["--base-url", server.base_url, "--max-concurrent", "64"]
         with err.open("wb") as stderr, trio.fail_after(30):
             process = await trio.lowlevel.open_process(
-                args, stdout=subprocess.DEVNULL, stderr=stderr, env=cli_env()
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=cli_env(),
+                # A child inherits an ignored SIGINT (pytest started in the background
+                # by a non-interactive shell): give it the default, as a terminal would.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
             try:
                 # The batch is under way once the server has answered some requests.

@@ -71,9 +71,17 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def default_sigint() -> None:
+    # A child inherits an ignored SIGINT (pytest started in the background by a
+    # non-interactive shell): give it the default, or Ctrl-C would never reach it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.asynccontextmanager
 async def spawn(args: list[str], **options: Any) -> AsyncIterator[trio.Process]:
-    """A subprocess that is killed and reaped if the test leaves early."""
+    """A subprocess that is killed and reaped if the test leaves early; it takes Ctrl-C
+    as an interactive command would, whatever the test runner ignores."""
+    options.setdefault("preexec_fn", default_sigint)
     process = await trio.lowlevel.open_process(args, **options)
     try:
         yield process

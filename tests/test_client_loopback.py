@@ -56,8 +56,11 @@ async def test_a_callers_small_pool_never_times_out_an_admitted_request(
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
     async with open_server(ttft=8.0) as server:
         # First, the failure this guards against: plain httpx, 16 requests through a
-        # 4-connection pool whose answers take 8 s, dies of PoolTimeout after 5 s.
-        async with httpx.AsyncClient(limits=limits) as plain:
+        # 4-connection pool whose answers take 8 s, dies of PoolTimeout after 5 s. (No
+        # read timeout: httpx's default of 5 s would fire at the same virtual instant
+        # as the pool's on an autojump clock, and race it.)
+        no_read_timeout = httpx.Timeout(5.0, read=None)
+        async with httpx.AsyncClient(limits=limits, timeout=no_read_timeout) as plain:
             with pytest.raises(ExceptionGroup) as caught:
                 async with trio.open_nursery() as nursery:
                     for _ in range(16):

@@ -270,7 +270,7 @@ class TopLogprob(_Keeps):
         logprob = _number(d.get("logprob"))
         return cls(
             _text(d.get("token"), "") or "",
-            -math.inf if logprob is None else logprob,
+            math.nan if logprob is None else logprob,
             _bytes(d.get("bytes")),
             d,
         )
@@ -278,8 +278,9 @@ class TopLogprob(_Keeps):
 
 @attrs.frozen
 class TokenLogprob(_Keeps):
-    """One token of the answer: its text, log probability, UTF-8 ``bytes`` (a token can
-    be part of a character) and the ``top_logprobs`` alternatives asked for."""
+    """One token of the answer: its text, log probability (NaN if the server sent no
+    number), UTF-8 ``bytes`` (a token can be part of a character) and the
+    ``top_logprobs`` alternatives asked for."""
 
     token: str
     logprob: float
@@ -294,11 +295,12 @@ class TokenLogprob(_Keeps):
         top = d.get("top_logprobs")
         return cls(
             _text(d.get("token"), "") or "",
-            -math.inf if logprob is None else logprob,
+            math.nan if logprob is None else logprob,
             _bytes(d.get("bytes")),
             tuple(
                 TopLogprob.from_dict(t, f"{where}.top_logprobs[{i}]")
                 for i, t in enumerate(top if type(top) is list else ())
+                if type(t) is dict
             ),
             d,
         )
@@ -307,7 +309,11 @@ class TokenLogprob(_Keeps):
 def _token_logprobs(value: object, where: str) -> tuple[TokenLogprob, ...] | None:
     if type(value) is not list:
         return None
-    return tuple(TokenLogprob.from_dict(t, f"{where}[{i}]") for i, t in enumerate(value))
+    # Log probabilities are about the answer, not the answer: an entry that is not an
+    # object is left out here (and kept in to_dict()), never a reason to refuse it.
+    return tuple(
+        TokenLogprob.from_dict(t, f"{where}[{i}]") for i, t in enumerate(value) if type(t) is dict
+    )
 
 
 @attrs.frozen

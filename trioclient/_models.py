@@ -732,8 +732,13 @@ class ChunkChoice(_Keeps):
     index: int
     delta: ChoiceDelta
     finish_reason: str | None
-    logprobs: ChoiceLogprobs | None = None
     data: JSONObject = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def logprobs(self) -> ChoiceLogprobs | None:
+        """The log probabilities of this delta's tokens, when asked for."""
+        # Read when asked, not built per chunk: most streams send "logprobs": null.
+        return ChoiceLogprobs.from_dict(self.data.get("logprobs"), "chunk.choice.logprobs")
 
 
 @attrs.frozen
@@ -753,8 +758,14 @@ class ChatCompletionChunk(_Keeps):
     choices: tuple[ChunkChoice, ...]
     usage: Usage | None = None
     system_fingerprint: str | None = None
-    service_tier: str | None = None
     data: JSONObject = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def service_tier(self) -> str | None:
+        """The service tier that served the request (OpenAI), if the chunk says."""
+        # Read when asked, not built per chunk: OpenAI repeats it on every chunk.
+        tier = self.data.get("service_tier")
+        return tier if type(tier) is str else None
 
     @property
     def content(self) -> str:
@@ -786,7 +797,6 @@ class ChatCompletionChunk(_Keeps):
         model = obj.get("model")
         created = obj.get("created")
         fingerprint = obj.get("system_fingerprint")
-        tier = obj.get("service_tier")
         if type(ident) is not str:
             ident = ""
         if type(model) is not str:
@@ -795,8 +805,6 @@ class ChatCompletionChunk(_Keeps):
             created = _created(created)
         if fingerprint is not None and type(fingerprint) is not str:
             fingerprint = None
-        if tier is not None and type(tier) is not str:
-            tier = None
         usage = obj.get("usage")
         if usage is not None:
             usage = _usage(usage)
@@ -807,7 +815,6 @@ class ChatCompletionChunk(_Keeps):
         _k_choices(chunk, choices)
         _k_usage(chunk, usage)
         _k_fingerprint(chunk, fingerprint)
-        _k_tier(chunk, tier)
         _k_data(chunk, obj)
         return chunk
 
@@ -818,20 +825,18 @@ def _chunk_choice(c: object, i: int) -> ChunkChoice:
     delta = c.get("delta")
     finish = c.get("finish_reason")
     index = c.get("index", i)
-    logprobs = c.get("logprobs")
     if finish is not None and type(finish) is not str:
         finish = None
     if type(index) is not int:
         index = i
-    if logprobs is not None:
-        logprobs = ChoiceLogprobs.from_dict(logprobs, f"chunk.choices[{i}].logprobs")
     if type(delta) is dict:
         content = delta.get("content")
-        role = delta.get("role")
-        # The common delta: a few characters of content (and once, the role).
-        if (
+        # The common delta: a few characters of content and nothing else; else (once,
+        # the role) nothing but text, role and nulls the accumulator ignores.
+        role = None
+        if (type(content) is str and len(delta) == 1) or (
             (content is None or type(content) is str)
-            and (role is None or type(role) is str)
+            and ((role := delta.get("role")) is None or type(role) is str)
             and "tool_calls" not in delta
             and "refusal" not in delta
             and "reasoning_content" not in delta
@@ -848,14 +853,12 @@ def _chunk_choice(c: object, i: int) -> ChunkChoice:
             _c_index(choice, index)
             _c_delta(choice, new_delta)
             _c_finish(choice, finish)
-            _c_logprobs(choice, logprobs)
             _c_data(choice, c)
             return choice
     return ChunkChoice(
         index,
         ChoiceDelta.from_dict({} if delta is None else delta, f"chunk.choices[{i}].delta"),
         finish,
-        logprobs,
         c,
     )
 
@@ -872,9 +875,9 @@ _new = object.__new__
 _d_role, _d_content, _d_calls, _d_refusal, _d_reasoning, _d_data = (
     getattr(ChoiceDelta, name).__set__ for name in attrs.fields_dict(ChoiceDelta)
 )
-_c_index, _c_delta, _c_finish, _c_logprobs, _c_data = (
+_c_index, _c_delta, _c_finish, _c_data = (
     getattr(ChunkChoice, name).__set__ for name in attrs.fields_dict(ChunkChoice)
 )
-_k_id, _k_model, _k_created, _k_choices, _k_usage, _k_fingerprint, _k_tier, _k_data = (
+_k_id, _k_model, _k_created, _k_choices, _k_usage, _k_fingerprint, _k_data = (
     getattr(ChatCompletionChunk, name).__set__ for name in attrs.fields_dict(ChatCompletionChunk)
 )

@@ -8,6 +8,7 @@ provider's bytes, are in ``test_providers.py``.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from typing import Any
 
@@ -78,6 +79,17 @@ def test_list_content_is_joined_text_with_the_parts_kept() -> None:
     assert c.content == "ab"
     assert c.choices[0].message.content_parts == tuple(parts)
     assert c.choices[0].message.reasoning_content is None
+
+
+def test_odd_logprob_entries_are_left_out_not_fatal() -> None:
+    raw = body(content="hi")
+    token = {"token": "hi", "logprob": "low", "top_logprobs": [7, {"token": "hi", "logprob": -1}]}
+    raw["choices"][0]["logprobs"] = {"content": [token, "junk"], "refusal": None}
+    logprobs = ChatCompletion.from_dict(raw).choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    (entry,) = logprobs.content
+    assert entry.token == "hi" and math.isnan(entry.logprob)  # not a number: unknown
+    assert [(t.token, t.logprob) for t in entry.top_logprobs] == [("hi", -1.0)]
 
 
 def test_annotations_are_typed_url_citations() -> None:

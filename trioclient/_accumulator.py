@@ -170,23 +170,32 @@ class ChunkAccumulator:
                 parts.refusal.append(delta.refusal)
             for call in delta.tool_calls:
                 parts.add_call(call)
-            if choice.logprobs is not None:
-                self._add_logprobs(parts, choice.logprobs.data)
-            if choice.finish_reason is not None:
-                parts.finish_reason = choice.finish_reason
-                if choice.finish_reason == "error":
-                    self.failed = True
+            logprobs = choice.data.get("logprobs")
+            if logprobs is not None:
+                self._add_logprobs(parts, logprobs)
             if "annotations" in delta.data:
                 found = delta.data["annotations"]
                 if type(found) is list:
                     parts.annotations.extend(found)
-        if "citations" in chunk.data:
-            citations = chunk.data.get("citations")
-            if citations:
-                self.citations = citations
+            if choice.finish_reason is not None:
+                parts.finish_reason = choice.finish_reason
+                if choice.finish_reason == "error":
+                    self.failed = True
+                self._add_citations(chunk)
+        if not chunk.choices:
+            self._add_citations(chunk)
+
+    def _add_citations(self, chunk: ChatCompletionChunk) -> None:
+        # xAI sends its citations on the last chunk (with the finish reason or usage):
+        # looked for there only, not on every chunk.
+        citations = chunk.data.get("citations")
+        if citations:
+            self.citations = citations
 
     @staticmethod
-    def _add_logprobs(parts: _ChoiceParts, data: dict[str, Any]) -> None:
+    def _add_logprobs(parts: _ChoiceParts, data: Any) -> None:
+        if type(data) is not dict:
+            return
         content = data.get("content")
         if type(content) is list:
             if parts.logprobs is None:

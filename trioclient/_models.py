@@ -271,7 +271,7 @@ class TopLogprob(_Keeps):
         logprob = _number(d.get("logprob"))
         return cls(
             _text(d.get("token"), "") or "",
-            -math.inf if logprob is None else logprob,
+            math.nan if logprob is None else logprob,
             _bytes(d.get("bytes")),
             d,
         )
@@ -279,8 +279,9 @@ class TopLogprob(_Keeps):
 
 @attrs.frozen
 class TokenLogprob(_Keeps):
-    """One token of the answer: its text, log probability, UTF-8 ``bytes`` (a token can
-    be part of a character) and the ``top_logprobs`` alternatives asked for."""
+    """One token of the answer: its text, log probability (NaN if the server sent no
+    number), UTF-8 ``bytes`` (a token can be part of a character) and the
+    ``top_logprobs`` alternatives asked for."""
 
     token: str
     logprob: float
@@ -295,11 +296,12 @@ class TokenLogprob(_Keeps):
         top = d.get("top_logprobs")
         return cls(
             _text(d.get("token"), "") or "",
-            -math.inf if logprob is None else logprob,
+            math.nan if logprob is None else logprob,
             _bytes(d.get("bytes")),
             tuple(
                 TopLogprob.from_dict(t, f"{where}.top_logprobs[{i}]")
                 for i, t in enumerate(top if type(top) is list else ())
+                if type(t) is dict
             ),
             d,
         )
@@ -308,7 +310,11 @@ class TokenLogprob(_Keeps):
 def _token_logprobs(value: object, where: str) -> tuple[TokenLogprob, ...] | None:
     if type(value) is not list:
         return None
-    return tuple(TokenLogprob.from_dict(t, f"{where}[{i}]") for i, t in enumerate(value))
+    # Log probabilities are about the answer, not the answer: an entry that is not an
+    # object is left out here (and kept in to_dict()), never a reason to refuse it.
+    return tuple(
+        TokenLogprob.from_dict(t, f"{where}[{i}]") for i, t in enumerate(value) if type(t) is dict
+    )
 
 
 @attrs.frozen
@@ -737,8 +743,13 @@ class ChunkChoice(_Keeps):
     index: int
     delta: ChoiceDelta
     finish_reason: str | None
-    logprobs: ChoiceLogprobs | None = None
     data: JSONObject = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def logprobs(self) -> ChoiceLogprobs | None:
+        """The log probabilities of this delta's tokens, when asked for."""
+        # Read when asked, not built per chunk: most streams send "logprobs": null.
+        return ChoiceLogprobs.from_dict(self.data.get("logprobs"), "chunk.choice.logprobs")
 
 
 @attrs.frozen
@@ -758,8 +769,14 @@ class ChatCompletionChunk(_Keeps):
     choices: tuple[ChunkChoice, ...]
     usage: Usage | None = None
     system_fingerprint: str | None = None
-    service_tier: str | None = None
     data: JSONObject = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def service_tier(self) -> str | None:
+        """The service tier that served the request (OpenAI), if the chunk says."""
+        # Read when asked, not built per chunk: OpenAI repeats it on every chunk.
+        tier = self.data.get("service_tier")
+        return tier if type(tier) is str else None
 
     @property
     def content(self) -> str:
@@ -791,7 +808,6 @@ class ChatCompletionChunk(_Keeps):
         model = obj.get("model")
         created = obj.get("created")
         fingerprint = obj.get("system_fingerprint")
-        tier = obj.get("service_tier")
         if type(ident) is not str:
             ident = ""
         if type(model) is not str:
@@ -800,8 +816,6 @@ class ChatCompletionChunk(_Keeps):
             created = _created(created)
         if fingerprint is not None and type(fingerprint) is not str:
             fingerprint = None
-        if tier is not None and type(tier) is not str:
-            tier = None
         usage = obj.get("usage")
         if usage is not None:
             usage = _usage(usage)
@@ -812,7 +826,6 @@ class ChatCompletionChunk(_Keeps):
         _k_choices(chunk, choices)
         _k_usage(chunk, usage)
         _k_fingerprint(chunk, fingerprint)
-        _k_tier(chunk, tier)
         _k_data(chunk, obj)
         return chunk
 
@@ -823,20 +836,18 @@ def _chunk_choice(c: object, i: int) -> ChunkChoice:
     delta = c.get("delta")
     finish = c.get("finish_reason")
     index = c.get("index", i)
-    logprobs = c.get("logprobs")
     if finish is not None and type(finish) is not str:
         finish = None
     if type(index) is not int:
         index = i
-    if logprobs is not None:
-        logprobs = ChoiceLogprobs.from_dict(logprobs, f"chunk.choices[{i}].logprobs")
     if type(delta) is dict:
         content = delta.get("content")
-        role = delta.get("role")
-        # The common delta: a few characters of content (and once, the role).
-        if (
+        # The common delta: a few characters of content and nothing else; else (once,
+        # the role) nothing but text, role and nulls the accumulator ignores.
+        role = None
+        if (type(content) is str and len(delta) == 1) or (
             (content is None or type(content) is str)
-            and (role is None or type(role) is str)
+            and ((role := delta.get("role")) is None or type(role) is str)
             and "tool_calls" not in delta
             and "refusal" not in delta
             and "reasoning_content" not in delta
@@ -853,14 +864,12 @@ def _chunk_choice(c: object, i: int) -> ChunkChoice:
             _c_index(choice, index)
             _c_delta(choice, new_delta)
             _c_finish(choice, finish)
-            _c_logprobs(choice, logprobs)
             _c_data(choice, c)
             return choice
     return ChunkChoice(
         index,
         ChoiceDelta.from_dict({} if delta is None else delta, f"chunk.choices[{i}].delta"),
         finish,
-        logprobs,
         c,
     )
 
@@ -877,9 +886,9 @@ _new = object.__new__
 _d_role, _d_content, _d_calls, _d_refusal, _d_reasoning, _d_data = (
     getattr(ChoiceDelta, name).__set__ for name in attrs.fields_dict(ChoiceDelta)
 )
-_c_index, _c_delta, _c_finish, _c_logprobs, _c_data = (
+_c_index, _c_delta, _c_finish, _c_data = (
     getattr(ChunkChoice, name).__set__ for name in attrs.fields_dict(ChunkChoice)
 )
-_k_id, _k_model, _k_created, _k_choices, _k_usage, _k_fingerprint, _k_tier, _k_data = (
+_k_id, _k_model, _k_created, _k_choices, _k_usage, _k_fingerprint, _k_data = (
     getattr(ChatCompletionChunk, name).__set__ for name in attrs.fields_dict(ChatCompletionChunk)
 )

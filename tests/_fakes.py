@@ -171,6 +171,7 @@ class FakeAPI:
     * ``usage=T``: report T tokens in all (default 10);
     * ``cut_first=K`` (streams): the first K attempts end cleanly mid-answer;
     * ``error_event_first=K`` (streams): the first K attempts carry an error event
+      (with ``error_code=CODE``, that code)
       mid-answer.
 
     A plain answer is ``echo <prompt>``; a stream is ``Hello <prompt>`` in three chunks
@@ -264,7 +265,10 @@ class FakeAPI:
             if n <= int(words.get("cut_first", 0)):
                 script = script[:3]  # a clean end before [DONE]: the answer is cut
             elif n <= int(words.get("error_event_first", 0)):
-                script = [*script[:3], sse({"error": {"message": "overloaded"}})]
+                error = {"message": "overloaded"}
+                if "error_code" in words:
+                    error["code"] = words["error_code"]
+                script = [*script[:3], sse({"error": error})]
             else:
                 script += [chunk(choices=[], model=model, usage=usage(*tokens)), DONE]
             headers["content-type"] = "text/event-stream"

@@ -392,6 +392,25 @@ class FixedBackoff(RetryPolicy):
 CUT_ONCE = "sleep=0.25 cut_first=1"
 
 
+@pytest.mark.parametrize(
+    ("code", "attempts"), [("server_error", 2), ("context_length_exceeded", 1)]
+)
+async def test_a_mid_stream_error_event_is_retried_as_its_code_says(
+    autojump_clock: trio.testing.MockClock, code: str, attempts: int
+) -> None:
+    # Nobody saw the answer, so an overload half-way is retried; an error that says the
+    # request itself is wrong would only fail again, so it is the result at once.
+    api = FakeAPI()
+    async with make_client(api) as client:
+        [result] = await client.run_batch(
+            [body(f"error_event_first=1 error_code={code}", stream=True)]
+        )
+    assert result.attempts == attempts
+    assert result.ok == (attempts == 2)
+    if not result.ok:
+        assert isinstance(result.error, trioclient.APIStreamError)
+
+
 @pytest.mark.parametrize("fault", ["cut_first", "error_event_first"])
 async def test_a_broken_stream_is_not_retried_past_the_callers_deadline(
     autojump_clock: trio.testing.MockClock, fault: str

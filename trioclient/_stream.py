@@ -450,9 +450,10 @@ async def open_stream(
 
 
 #: Errors raised by a stream after it opened that :func:`read_stream` retries although
-#: the policy alone would not: a malformed chunk or an error event is a failed attempt
-#: like any other when nobody has seen any part of the answer.
-_MID_STREAM_RETRYABLE = (APIStreamError, APIResponseValidationError)
+#: the policy alone would not: a malformed chunk is a failed attempt like any other when
+#: nobody has seen any part of the answer. (A provider's error event goes by the policy,
+#: which reads its code: an overload is retried, a request that is wrong is not.)
+_MID_STREAM_RETRYABLE = (APIResponseValidationError,)
 
 
 async def read_stream(
@@ -468,8 +469,9 @@ async def read_stream(
     stream and reading it to ``[DONE]`` is **one** attempt of the requester's retry
     loop, so the limiter, the 429 gate, the pacer, the retry budget and the caller's
     deadline apply exactly as to a non-streamed request. Nobody has seen a partial
-    answer, so a stream cut, malformed or ended by an error event after it opened is
-    retried too; a stream that cannot open (a 4xx, a wrong content type) is not.
+    answer, so a stream cut or malformed after it opened is retried too, and so is an
+    error event whose code says "try again"; a stream that cannot open (a 4xx, a wrong
+    content type) or whose error event says the request is wrong is not.
 
     Returns:
         The completion, and the (closed) stream of the attempt that succeeded, for its

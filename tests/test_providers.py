@@ -527,3 +527,23 @@ def test_implied_status_reads_numbers_names_and_says_nothing_when_unsure() -> No
     assert implied_status({"status": "RESOURCE_EXHAUSTED"}) == 429
     assert implied_status({"message": "something odd"}) is None
     assert implied_status({"code": True}) is None
+
+
+async def test_a_200_error_body_is_a_failure_with_the_providers_code_in_the_runner() -> None:
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "m", "messages": MESSAGES},
+    }
+    out = io.StringIO()
+    with mocked() as router:
+        serve(router, Transcript("openrouter/completion_error_in_200.json"))
+        async with make_client(router, retry=RetryPolicy(max_retries=0)) as client:
+            with trio.fail_after(30):
+                summary = await trioclient.run_batch_file(
+                    client, io.StringIO(json.dumps(line) + "\n"), out
+                )
+    record = json.loads(out.getvalue())
+    assert summary.failed == 1 and record["response"] is None
+    assert record["error"]["code"] == "502"  # OpenRouter's own code, not a generic one

@@ -41,6 +41,7 @@ from ._exceptions import (
     APIStatusError,
     APIStreamError,
     APITimeoutError,
+    ProviderError,
     ResponseTooLargeError,
 )
 
@@ -190,6 +191,9 @@ def error_code(error: Exception) -> str:
         return "connection_error"
     if isinstance(error, APIStreamError):
         return "stream_error"
+    if isinstance(error, ProviderError):
+        # An error inside a 200 (OpenRouter): the provider's own code says what it was.
+        return str(error.code) if error.code is not None else "provider_error"
     if isinstance(error, APIResponseValidationError):
         return "invalid_response"
     if isinstance(error, ResponseTooLargeError):

@@ -547,3 +547,13 @@ async def test_a_200_error_body_is_a_failure_with_the_providers_code_in_the_runn
     record = json.loads(out.getvalue())
     assert summary.failed == 1 and record["response"] is None
     assert record["error"]["code"] == "502"  # OpenRouter's own code, not a generic one
+
+
+async def test_a_stream_answered_with_a_200_error_body_is_the_providers_error() -> None:
+    with mocked() as router:
+        serve(router, Transcript("openrouter/completion_error_in_200.json"))
+        async with make_client(router, retry=RetryPolicy(max_retries=0)) as client:
+            with trio.fail_after(30), pytest.raises(trioclient.ProviderError) as caught:
+                await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    assert caught.value.code == 502
+    assert "expected a stream" not in str(caught.value)

@@ -375,6 +375,7 @@ async def open_stream_once(
         kind = response.headers.get("content-type", "")
         if not kind.startswith("text/event-stream"):
             body = await read_body(response, timeout, max_bytes)
+            _raise_if_provider_error(response, body)
             raise APIResponseValidationError(
                 f"invalid response: expected a stream (text/event-stream), got "
                 f"{kind or 'no content type'}: {body[:200].decode('utf-8', 'replace')}",
@@ -385,6 +386,21 @@ async def open_stream_once(
         setting = "total" if deadline == total_at else "first_byte"
         raise timeout_error(request, setting, deadline - opened_at, stream=True)
     return total_at
+
+
+def _raise_if_provider_error(response: httpx.Response, body: bytes) -> None:
+    """A stream asked for and a JSON error body answered with a 200 (OpenRouter and
+    llama.cpp do this when the model fails at once): the provider's error, with its code
+    and the retry decision that goes with it, not a puzzling "expected a stream"."""
+    from ._exceptions import ProviderError
+    from ._models import provider_error_object
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return
+    if provider_error_object(data) is not None:
+        raise ProviderError.from_body(data, request=response.request, response=response)
 
 
 def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion:

@@ -451,12 +451,13 @@ class Client:
             counters.sent += 1
             counters.in_flight += 1
             sent_at = trio.current_time()
+            number = gate.on_sent()  # [rate control] orders the answers
             try:
                 result = await attempt(sender, request, timeout)
             except APIError as exc:
                 error = exc
             else:
-                gate.on_answer(sent_at)  # [rate control] every answer feeds the controller
+                gate.on_answer(sent_at, number=number)  # [rate control] every answer counts
                 return result
             finally:
                 counters.in_flight -= 1
@@ -469,11 +470,11 @@ class Client:
                     # hears of it. Without a server wait, a client-wide pause lasts the
                     # backoff ceiling, not the jittered sample (which may be near zero).
                     if retry_after_seconds(error.headers) is None:
-                        gate.on_answer(sent_at, True, backoff_ceiling(retry, retries))
+                        gate.on_answer(sent_at, True, backoff_ceiling(retry, retries), number)
                     else:
-                        gate.on_answer(sent_at, True, delay)
+                        gate.on_answer(sent_at, True, delay, number)
             elif isinstance(error, APIStatusError):
-                gate.on_answer(sent_at)  # [rate control] an answer, not a refusal
+                gate.on_answer(sent_at, number=number)  # [rate control] not a refusal
             if retries >= retry.max_retries or not retryable:
                 counters.failed += 1
                 raise error

@@ -18,18 +18,24 @@ keeps its share of refusals and the accepted rate falls with the sending rate.
 
 The controller has two states.
 
-* **Unpaced**, random 429s are let be, whatever their share: each refused request
-  waits its own ``Retry-After`` and the client carries on. What starts pacing is a
-  budget that **ran dry**: a run of refusals since the last attempt that got through
-  (a bucket that was full and is now empty refuses every attempt; random refusals,
-  even 40 % of them, make a run of ten about once in 10,000 attempts). Then one
-  client-wide pause, until the time the server named, and a pace of one attempt per
-  server wait: a dry bucket's wait is the time to its next token.
+* **Unpaced**, random 429s are let be, up to about half of all attempts: each refused
+  request waits its own ``Retry-After`` and the client carries on. What starts pacing
+  is a budget that **ran dry**: a run of ten refusals since the last attempt that got
+  through, or 15 of the latest 16 refused (a bucket that was full and is now empty
+  refuses every attempt but the one that meets a new token; random refusals, even
+  40 % of them, do either about once in 10,000 attempts). Then one client-wide pause,
+  until the time the server named, and a pace of one attempt per server wait: a dry
+  bucket's wait is the time to its next token. Short of dry, more than half refused,
+  by two standard deviations beyond chance and beyond the learned noise (Google SRE's
+  client-side throttling starts where requests outnumber twice the accepts), is a
+  cut to the rate the server accepted, without a pause: an experiment (below).
+  Attempts are ordered by a counter the gate keeps (timestamps tie).
 * **Paced**, it is additive-increase/multiplicative-decrease on the sending rate, as in
-  congestion control, in **epochs** of a dozen answers. An epoch without more 429s
-  than the learned noise explains (Google SRE's client-side throttling compares
-  requests with accepts the same way) speeds up a little, faster after several in a
-  row. An epoch with significantly more cuts the pace to the rate the server accepted
+  congestion control, in **epochs** of a dozen answers (or four, two seconds old).
+  An epoch without more 429s than the learned noise explains speeds up a little (the
+  step doubling with each such epoch in a row, then a quarter per epoch after three:
+  a client cut low while another took the key climbs back once the other is done);
+  one with a 429 or so beyond the noise holds the pace. An epoch with significantly more cuts the pace to the rate the server accepted
   during it (by a fifth at least, by half at most: two clients on one key settle on
   sharing it), with one more pause. Every cut is an **experiment**: should the next
   epoch keep the same share of 429s while accepting fewer requests in proportion,

@@ -38,6 +38,7 @@ class RateLimitGate:
 
     def __init__(self) -> None:
         self.controller = RateController()
+        self.sent = 0  # attempts sent: each one's number orders its answer
         self._last_pass = -math.inf
         self._lock = trio.Lock()
 
@@ -63,10 +64,17 @@ class RateLimitGate:
 
     # -- feeding it ------------------------------------------------------------------
 
-    def on_answer(self, sent_at: float, refused: bool = False, wait: float = 0.0) -> None:
-        """An answer (any HTTP status) to an attempt sent at ``sent_at``; a 429 is
-        ``refused``, with the server's ``wait`` (or the backoff ceiling)."""
-        self.controller.on_answer(trio.current_time(), sent_at, refused, wait)
+    def on_sent(self) -> int:
+        """An attempt goes now; returns its number, to give back with its answer."""
+        self.sent += 1
+        return self.sent
+
+    def on_answer(
+        self, sent_at: float, refused: bool = False, wait: float = 0.0, number: int | None = None
+    ) -> None:
+        """An answer (any HTTP status) to attempt ``number``, sent at ``sent_at``; a
+        429 is ``refused``, with the server's ``wait`` (or the backoff ceiling)."""
+        self.controller.on_answer(trio.current_time(), sent_at, refused, wait, number)
 
     # -- passing it ------------------------------------------------------------------
 

@@ -18,18 +18,24 @@ keeps its share of refusals and the accepted rate falls with the sending rate.
 
 The controller has two states.
 
-* **Unpaced**, random 429s are let be, whatever their share: each refused request
-  waits its own ``Retry-After`` and the client carries on. What starts pacing is a
-  budget that **ran dry**: a run of refusals since the last attempt that got through
-  (a bucket that was full and is now empty refuses every attempt; random refusals,
-  even 40 % of them, make a run of ten about once in 10,000 attempts). Then one
-  client-wide pause, until the time the server named, and a pace of one attempt per
-  server wait: a dry bucket's wait is the time to its next token.
+* **Unpaced**, random 429s are let be, up to about half of all attempts: each refused
+  request waits its own ``Retry-After`` and the client carries on. What starts pacing
+  is a budget that **ran dry**: a run of ten refusals since the last attempt that got
+  through, or 15 of the latest 16 refused (a bucket that was full and is now empty
+  refuses every attempt but the one that meets a new token; random refusals, even
+  40 % of them, do either about once in 10,000 attempts). Then one client-wide pause,
+  until the time the server named, and a pace of one attempt per server wait: a dry
+  bucket's wait is the time to its next token. Short of dry, more than half refused,
+  by two standard deviations beyond chance and beyond the learned noise (Google SRE's
+  client-side throttling starts where requests outnumber twice the accepts), is a
+  cut to the rate the server accepted, without a pause: an experiment (below).
+  Attempts are ordered by a counter the gate keeps (timestamps tie).
 * **Paced**, it is additive-increase/multiplicative-decrease on the sending rate, as in
-  congestion control, in **epochs** of a dozen answers. An epoch without more 429s
-  than the learned noise explains (Google SRE's client-side throttling compares
-  requests with accepts the same way) speeds up a little, faster after several in a
-  row. An epoch with significantly more cuts the pace to the rate the server accepted
+  congestion control, in **epochs** of a dozen answers (or four, two seconds old).
+  An epoch without more 429s than the learned noise explains speeds up a little (the
+  step doubling with each such epoch in a row, then a quarter per epoch after three:
+  a client cut low while another took the key climbs back once the other is done);
+  one with a 429 or so beyond the noise holds the pace. An epoch with significantly more cuts the pace to the rate the server accepted
   during it (by a fifth at least, by half at most: two clients on one key settle on
   sharing it), with one more pause. Every cut is an **experiment**: should the next
   epoch keep the same share of 429s while accepting fewer requests in proportion,
@@ -59,7 +65,7 @@ EPOCH_ANSWERS = 12
 #: ...or this many, once the epoch is this old (seconds): a slow pace still gets to
 #: speed up every few seconds.
 EPOCH_MIN_ANSWERS = 4
-EPOCH_SECONDS = 4.0
+EPOCH_SECONDS = 2.0
 #: An epoch after a cut needs this many answers before it can call the 429s noise.
 TRIAL_ANSWERS = 12
 #: Already paced: each "too fast" verdict multiplies the pace by this at least...
@@ -70,6 +76,11 @@ MAX_CUT = 0.5
 #: refuses every attempt; refusals at random, 40 % of them, make such a run about
 #: once in 10,000 attempts.
 DRY_RUN = 10
+#: Unpaced, the share of 429s is judged over at least this many answers (and the
+#: noise estimate updated every twice as many).
+OPEN_ANSWERS = 24
+#: ...or when nearly all of the latest this many were refused.
+LATEST_ANSWERS = 16
 #: A clean paced epoch adds this share of the pace set by the last cut.
 INCREASE = 0.05
 #: Weight of one epoch in the noise estimate (an exponential moving average).
@@ -127,9 +138,9 @@ class RateController:
         #: Refusals in this epoch not yet judged: while there are any, :meth:`poll`
         #: before each send may find them judgeable (their time having come).
         self.unjudged_refusals = 0
-        # This epoch's answers, (sent_at, refused); the latest "not before" a refusal
+        # This epoch's answers, (sent_at, refused, order); the latest "not before" a refusal
         # named (its arrival plus the server's wait), and the latest wait.
-        self._samples: list[tuple[float, bool]] = []
+        self._samples: list[tuple[float, bool, float]] = []
         self._not_before = -math.inf
         self._wait = 0.0
         # The experiment after a cut: the pace, share of 429s and accepted rate before it.
@@ -140,7 +151,14 @@ class RateController:
 
     # -- feeding -----------------------------------------------------------------
 
-    def on_answer(self, now: float, sent_at: float, refused: bool, wait: float = 0.0) -> str | None:
+    def on_answer(
+        self,
+        now: float,
+        sent_at: float,
+        refused: bool,
+        wait: float = 0.0,
+        order: float | None = None,
+    ) -> str | None:
         """One answer came back (any status but a transport failure).
 
         Args:
@@ -149,6 +167,9 @@ class RateController:
             refused: Whether it was a 429.
             wait: For a 429, how long the server asked to wait (or the backoff
                 ceiling, when it named no wait).
+            order: The attempt's place in the order of sending (a counter), when
+                the caller knows it; else ``sent_at`` (which may tie: many attempts
+                go at one instant on a virtual clock).
 
         Returns:
             The verdict this answer led to (see :meth:`poll`), or ``None``.
@@ -158,7 +179,7 @@ class RateController:
             self.latency = took if self.latency is None else 0.8 * self.latency + 0.2 * took
         if sent_at <= self.epoch_start:
             return None  # sent before the pace changed: no evidence about this pace
-        self._samples.append((sent_at, refused))
+        self._samples.append((sent_at, refused, sent_at if order is None else order))
         if refused:
             self.unjudged_refusals += 1
             self._wait = wait
@@ -181,15 +202,25 @@ class RateController:
         if not judged:
             return None
         n = len(judged)
-        refused = sum(was_refused for _, was_refused in judged)
+        refused = sum(was_refused for _, was_refused, _ in judged)
         if not self.paced:
-            # Open: random 429s are let be, whatever their share. What calls for
-            # pacing is a budget run dry: nearly all of the latest attempts refused.
+            # Open: random 429s are let be, up to half of all attempts (Google SRE's
+            # client-side throttling starts where requests outnumber twice the
+            # accepts). What calls for pacing is a budget run dry (nearly all of the
+            # latest attempts refused), or more than half refused, beyond chance and
+            # beyond the noise learned: then a cut, as an experiment.
             if refused and self._dry(judged, now):
                 return "dry"
+            if n >= OPEN_ANSWERS and refused >= n * max(0.5, self.noise) + 2 * math.sqrt(n):
+                return self._too_many(now, refused, n)
+            if n >= 2 * OPEN_ANSWERS:
+                self._clean(now, refused, n)
+                return "clean"
         elif self._significant(refused, n):
             return self._too_many(now, refused, n)
-        if n >= EPOCH_ANSWERS or (n >= EPOCH_MIN_ANSWERS and now - min(judged)[0] >= EPOCH_SECONDS):
+        elif n >= EPOCH_ANSWERS or (
+            n >= EPOCH_MIN_ANSWERS and now - min(judged)[0] >= EPOCH_SECONDS
+        ):
             self._clean(now, refused, n)
             return "clean"
         self.unjudged_refusals = sum(was_refused for was_refused in self._unjudged(cutoff))
@@ -216,18 +247,18 @@ class RateController:
     # -- the verdicts ------------------------------------------------------------
 
     def _unjudged(self, cutoff: float) -> list[bool]:
-        return [was_refused for sent_at, was_refused in self._samples if sent_at > cutoff]
+        return [was_refused for sent_at, was_refused, _ in self._samples if sent_at > cutoff]
 
-    def _dry(self, judged: list[tuple[float, bool]], now: float) -> bool:
+    def _dry(self, judged: list[tuple[float, bool, float]], now: float) -> bool:
         # Every attempt sent since the last one accepted was refused, and there were
         # enough of them (attempts sent at the same time as an accepted one do not
         # count: a tie says nothing of order).
         last_accepted = max(
-            (sent_at for sent_at, was_refused in self._samples if not was_refused),
+            (order for _, was_refused, order in self._samples if not was_refused),
             default=-math.inf,
         )
-        run = sum(sent_at > last_accepted for sent_at, _ in judged)
-        if run < DRY_RUN:
+        run = sum(order > last_accepted for _, _, order in judged)
+        if run < DRY_RUN and not _nearly_all_refused(judged):
             return False
         # Pause until the server's "not before", then pace at one attempt per server
         # wait: a dry bucket's wait is the time to its next token, so its refill time.
@@ -248,8 +279,8 @@ class RateController:
 
     def _accepted_rate(self, now: float, at_least: float) -> float:
         samples = self._samples
-        first = min(sent_at for sent_at, _ in samples) if samples else now
-        accepted = sum(not was_refused for _, was_refused in samples)
+        first = min(sent_at for sent_at, _, _ in samples) if samples else now
+        accepted = sum(not was_refused for _, was_refused, _ in samples)
         return accepted / max(now - first, at_least, MIN_SPAN)
 
     def _too_many(self, now: float, refused: int, n: int) -> str | None:
@@ -278,11 +309,15 @@ class RateController:
         # same budget, that is this client's share of it), but cut by half at most:
         # an epoch in which another client happened to take everything says little.
         accepted = self._accepted_rate(now, self._wait)
-        pace = max(min(CUT * self.pace, accepted), MAX_CUT * self.pace, MIN_PACE)
+        if self.paced:
+            pace = max(min(CUT * self.pace, accepted), MAX_CUT * self.pace, MIN_PACE)
+        else:
+            pace = max(accepted, MIN_PACE)  # unpaced: to what the server accepted
         if trial is None:
             self._before_cuts = self.pace  # the first cut of a run
         self._clean_run = 0
-        self._pause(now)
+        if self.paced:
+            self._pause(now)  # (unpaced, the cut is only an experiment: no pause yet)
         # The cut is an experiment: should the next epoch keep the same share of 429s
         # while accepting less, they were noise after all, and the cut is undone.
         self._new_epoch(now, pace, trial=(self.pace, share, self._accepted_rate(now, 0.0)))
@@ -317,12 +352,13 @@ class RateController:
                 # budget's edge. Hold it there.
                 self._clean_run = 0
             else:
-                # Additive increase, the step doubling with each clean epoch in a row
-                # (up to 4 times): probing gently after a cut, faster once nothing
-                # refuses any more (the other client on the key went away, say).
+                # Additive increase, the step doubling with each clean epoch in a row:
+                # probing gently after a cut, then, once nothing has refused for a
+                # while (the other client on the key went away, say), by a quarter
+                # per epoch, as a slow start would.
                 self._clean_run += 1
                 step = INCREASE * self._last_cut_pace * 2 ** min(self._clean_run - 1, 2)
-                pace += step
+                pace = max(pace + step, pace * 1.25 if self._clean_run > 2 else 0.0)
         self._new_epoch(now, pace, trial=None)
 
     def _new_epoch(self, now: float, pace: float, trial: tuple[float, float, float] | None) -> None:
@@ -335,6 +371,25 @@ class RateController:
         self._samples = []
         self._not_before = -math.inf
         self.unjudged_refusals = 0
+
+
+def _nearly_all_refused(judged: list[tuple[float, bool, float]]) -> bool:
+    """Whether the latest attempts (by the time they were sent) were refused far more
+    often than a coin would refuse them: 15 of 16, or 10 of 10.
+
+    With fewer attempts in flight than a run needs, a dry bucket lets one through per
+    round of retries (the one that meets its new token) and refuses the rest.
+    Refusals at random, 40 % of them, pass this about once in 100,000 draws.
+    """
+    orders = sorted(order for _, _, order in judged)
+    if len(orders) < LATEST_ANSWERS:
+        return False
+    # All of those sent with the oldest of them (without a counter, attempts sent at
+    # the same instant tie, and a tie says nothing of order).
+    oldest = orders[-LATEST_ANSWERS]
+    latest = [was_refused for _, was_refused, order in judged if order >= oldest]
+    n = len(latest)
+    return sum(latest) >= 0.5 * n + 3.1 * math.sqrt(0.25 * n)
 
 
 def before_share_not_beaten(before: float, after: float, n: int) -> bool:

@@ -293,12 +293,13 @@ class Requester:
             counters.sent += 1
             counters.in_flight += 1
             sent_at = trio.current_time()
+            number = gate.on_sent()  # orders the answers (many share a timestamp)
             try:
                 result = await attempt(sender, request, timeout)
             except APIError as exc:
                 error = exc
             else:
-                gate.on_answer(sent_at)  # every answer feeds the rate controller
+                gate.on_answer(sent_at, number=number)  # every answer feeds the controller
                 return result
             finally:
                 counters.in_flight -= 1
@@ -311,11 +312,12 @@ class Requester:
                     # Without a server wait, a client-wide pause lasts the backoff
                     # ceiling, not the jittered sample (which may be near zero).
                     if retry_after_seconds(error.headers) is None:
-                        gate.on_answer(sent_at, True, backoff_ceiling(retry, retries))
+                        wait = backoff_ceiling(retry, retries)
                     else:
-                        gate.on_answer(sent_at, True, delay)
+                        wait = delay
+                    gate.on_answer(sent_at, True, wait, number=number)
             elif isinstance(error, APIStatusError):
-                gate.on_answer(sent_at)  # an answer, not a refusal
+                gate.on_answer(sent_at, number=number)  # an answer, not a refusal
             if retries >= retry.max_retries or not will_retry:
                 counters.failed += 1
                 raise error

@@ -550,7 +550,7 @@ async def test_demo_runs_every_scenario_offline() -> None:
     burst = re.search(r"(\d+)/(\d+) succeeded in [\d.]+ s; (\d+) answers were 429", out)
     assert burst is not None, out
     assert burst.group(1) == burst.group(2) and int(burst.group(3)) > 0
-    assert "one pause for all tasks, not a stampede" in out
+    assert "pauses the whole client when a budget runs dry" in out
     assert "APITimeoutError" in out and "gave up after 0.3" in out
     assert re.search(r"200 succeeded, 0 failed", out)
     summary: dict[str, Any] = {}

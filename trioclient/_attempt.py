@@ -33,6 +33,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    IncompleteStreamError,
     ResponseTooLargeError,
     status_error_class,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "close_response",
     "complete_once",
     "open_stream_once",
+    "read_stream_piece",
     "parse_chat_completion",
     "timeout_error",
     "error_detail",
@@ -409,3 +411,45 @@ def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion
     from ._models import completion_from_data  # loaded with the first answer, not on import
 
     return completion_from_data(response, data)
+
+
+async def read_stream_piece(
+    body: Any,
+    received: int,
+    max_bytes: int,
+    progress: Callable[[], str],
+    expected_end: str,
+    error: Callable[[type[APIError], str], APIError],
+) -> bytes:
+    """One network read of an open event stream, for every kind of stream.
+
+    A clean end, a reset or a read that takes the stream past ``max_bytes`` is raised
+    through ``error(kind, message)`` (the stream adds its ``.partial``): a stream that
+    ended before ``expected_end`` is never a whole answer.
+
+    Args:
+        body: The response's byte iterator.
+        received: Bytes read before this read.
+        progress: Says what arrived so far ("3 chunks"), asked only on error.
+        expected_end: What a whole stream ends with ("'data: [DONE]'").
+    """
+    try:
+        data: bytes = await body.__anext__()
+    except StopAsyncIteration:
+        raise error(
+            IncompleteStreamError,
+            f"stream ended before {expected_end} (after {progress()}): the answer is "
+            "incomplete",
+        ) from None
+    except APIError:
+        raise
+    except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
+        kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else IncompleteStreamError
+        raise error(
+            kind,
+            f"connection lost mid-stream after {progress()} ({exc or type(exc).__name__}): "
+            "the answer is incomplete",
+        ) from exc
+    if received + len(data) > max_bytes:
+        raise error(ResponseTooLargeError, f"stream exceeds max_response_bytes={max_bytes}")
+    return data

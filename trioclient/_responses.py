@@ -45,15 +45,19 @@ import attrs
 import httpx
 import trio
 
-from ._attempt import Sender, close_response, open_stream_once, timeout_error
+from ._attempt import (
+    Sender,
+    close_response,
+    open_stream_once,
+    read_stream_piece,
+    timeout_error,
+)
 from ._config import Timeout
 from ._exceptions import (
     APIError,
     APIResponseValidationError,
     APIStreamError,
-    APITimeoutError,
     IncompleteStreamError,
-    ResponseTooLargeError,
 )
 from ._models import Usage
 from ._options import UNSET, CallOptions, check_mapping
@@ -365,33 +369,15 @@ class ResponseStream:
 
     async def _receive(self) -> None:
         """Read once from the network; decode the events it completed into ``_pending``."""
-        try:
-            data = await self._body.__anext__()
-        except StopAsyncIteration:
-            raise self._error(
-                IncompleteStreamError,
-                "response stream ended before its terminal event (response.completed, "
-                f"response.incomplete or response.failed) after {self._assembly.events} "
-                "events: the answer is incomplete",
-            ) from None
-        except APIError:
-            raise
-        except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
-            kind = (
-                APITimeoutError
-                if isinstance(exc, httpx.TimeoutException)
-                else IncompleteStreamError
-            )
-            raise self._error(
-                kind,
-                f"connection lost mid-stream after {self._assembly.events} events "
-                f"({exc or type(exc).__name__}): the answer is incomplete",
-            ) from exc
+        data = await read_stream_piece(
+            self._body,
+            self._received,
+            self._max_bytes,
+            lambda: f"{self._assembly.events} events",
+            "its terminal event (response.completed, response.incomplete or response.failed)",
+            self._error,
+        )
         self._received += len(data)
-        if self._received > self._max_bytes:
-            raise self._error(
-                ResponseTooLargeError, f"stream exceeds max_response_bytes={self._max_bytes}"
-            )
         try:
             events = self._decoder.feed(data)
         except SSEError as exc:

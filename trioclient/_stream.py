@@ -39,15 +39,18 @@ import httpx
 import trio
 
 from ._accumulator import ChunkAccumulator
-from ._attempt import Sender, close_response, open_stream_once, timeout_error
+from ._attempt import (
+    Sender,
+    close_response,
+    open_stream_once,
+    read_stream_piece,
+    timeout_error,
+)
 from ._config import Timeout
 from ._exceptions import (
     APIError,
     APIResponseValidationError,
     APIStreamError,
-    APITimeoutError,
-    IncompleteStreamError,
-    ResponseTooLargeError,
     describe_provider_error,
 )
 from ._models import ChatCompletion, ChatCompletionChunk, provider_error_object
@@ -162,32 +165,10 @@ class ChatCompletionStream:
 
     async def _receive(self) -> None:
         """Read once from the network and decode what came (may yield no chunk)."""
-        try:
-            data = await self._body.__anext__()
-        except StopAsyncIteration:
-            raise self._error(
-                IncompleteStreamError,
-                "stream ended before 'data: [DONE]' "
-                f"(after {self._accumulator.chunks} chunks): the answer is incomplete",
-            ) from None
-        except APIError:
-            raise
-        except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
-            kind = (
-                APITimeoutError
-                if isinstance(exc, httpx.TimeoutException)
-                else IncompleteStreamError
-            )
-            raise self._error(
-                kind,
-                f"connection lost mid-stream after {self._accumulator.chunks} chunks "
-                f"({exc or type(exc).__name__}): the answer is incomplete",
-            ) from exc
+        data = await read_stream_piece(
+            self._body, self._received, self._max_bytes, self._progress, "'data: [DONE]'", self._error
+        )
         self._received += len(data)
-        if self._received > self._max_bytes:
-            raise self._error(
-                ResponseTooLargeError, f"stream exceeds max_response_bytes={self._max_bytes}"
-            )
         try:
             events = self._decoder.feed_raw(data)
         except SSEError as exc:
@@ -262,6 +243,9 @@ class ChatCompletionStream:
             f"the server sent an error mid-stream: {describe_provider_error(error)}",
             body=obj,
         )
+
+    def _progress(self) -> str:
+        return f"{self._accumulator.chunks} chunks"
 
     def _error(self, kind: type[APIError], message: str, body: object = None) -> APIError:
         return kind(message, request=self._request, body=body, partial=self.current_completion())

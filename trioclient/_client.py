@@ -37,6 +37,7 @@ from ._options import UNSET, CallOptions, check_mapping, retry_policy
 from ._proxy import resolve_proxy_routes
 from ._requester import Connection, Requester
 from ._retry import RetryPolicy
+from ._stream_token import StreamManager
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -671,14 +672,16 @@ class Completions:
 
     def stream(
         self, *, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
-    ) -> StreamManager:
+    ) -> StreamManager[ChatCompletionStream]:
         """The ``async with`` form of ``create(..., stream=True)``::
 
         async with client.chat.completions.stream(model=m, messages=msgs) as stream:
             async for chunk in stream:
                 ...
         """
-        return StreamManager(self, {"model": model, "messages": messages, **params})
+        return StreamManager(
+            lambda: self.create(model=model, messages=messages, stream=True, **params)
+        )
 
 
 class _RawCompletions:
@@ -723,26 +726,3 @@ class _RawCompletions:
             return raw.parse().usage
 
         return await requester.request_json(request, parse, call.timeout, call.retry, usage)
-
-
-class StreamManager:
-    """``async with client.chat.completions.stream(...) as stream:``: opens on enter,
-    closes on exit, whatever happened in between."""
-
-    def __init__(self, completions: Completions, kwargs: dict[str, Any]) -> None:
-        self._completions = completions
-        self._kwargs = kwargs
-        self._stream: ChatCompletionStream | None = None
-
-    async def __aenter__(self) -> ChatCompletionStream:
-        self._stream = await self._completions.create(stream=True, **self._kwargs)
-        return self._stream
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()

@@ -62,7 +62,7 @@ from ._exceptions import (
 from ._models import Usage
 from ._options import UNSET, CallOptions, check_mapping
 from ._retry import RetryPolicy
-from ._stream_token import StreamToken
+from ._stream_token import StreamManager, StreamToken
 from .sse import SSEDecoder, SSEError
 
 if TYPE_CHECKING:
@@ -729,14 +729,14 @@ class Responses:
 
     def stream(
         self, *, model: str, input: str | Sequence[Mapping[str, Any]], **params: Any
-    ) -> _StreamManager:
+    ) -> StreamManager[ResponseStream]:
         """The ``async with`` form of ``create(..., stream=True)``::
 
         async with client.responses.stream(model=m, input="Hi") as stream:
             async for event in stream:
                 ...
         """
-        return _StreamManager(self, {"model": model, "input": input, **params})
+        return StreamManager(lambda: self.create(model=model, input=input, stream=True, **params))
 
 
 async def _open_response_stream(
@@ -756,24 +756,3 @@ async def _open_response_stream(
     return stream
 
 
-class _StreamManager:
-    """``async with client.responses.stream(...) as stream:``: opens on enter, closes on
-    exit, whatever happened in between."""
-
-    def __init__(self, responses: Responses, kwargs: dict[str, Any]) -> None:
-        self._responses = responses
-        self._kwargs = kwargs
-        self._stream: ResponseStream | None = None
-
-    async def __aenter__(self) -> ResponseStream:
-        self._stream = await self._responses.create(stream=True, **self._kwargs)
-        return self._stream
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()

@@ -16,7 +16,9 @@ with ``run_sync_soon`` (safe from a finalizer and from any thread) and warns wit
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx
 import trio
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from ._gate import TokenHold
     from ._requester import Requester
 
-__all__ = ["StreamToken"]
+__all__ = ["StreamManager", "StreamToken"]
 
 
 class StreamToken:
@@ -90,3 +92,33 @@ async def _close_abandoned(response: httpx.Response, body: Any) -> None:
             except Exception:
                 pass
     await close_response(response)
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Closable)
+
+
+class StreamManager(Generic[S]):
+    """``async with client.chat.completions.stream(...) as stream:`` (and
+    ``client.responses.stream(...)``): opens on enter, closes on exit, whatever happened
+    in between."""
+
+    def __init__(self, open_stream: Callable[[], Awaitable[S]]) -> None:
+        self._open = open_stream
+        self._stream: S | None = None
+
+    async def __aenter__(self) -> S:
+        self._stream = await self._open()
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()

@@ -50,6 +50,7 @@ import weakref
 
 import attrs
 import h11
+import h11._headers as h11_headers
 import httpx
 import trio
 
@@ -93,6 +94,33 @@ _TCP_KEEPALIVE = (
     ("TCP_KEEPINTVL", 10),
     ("TCP_KEEPCNT", 6),
 )
+
+
+# The request heads h11 has validated, kept per transport (see TrioTransport._h11_request);
+# a few per endpoint and set of extra headers, so the bound is only a safety net.
+_MAX_CACHED_HEADS = 256
+
+# The headers that frame a request body (lower case, as h11 gives them).
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+# h11 refuses a Content-Length of more digits (h11._headers.CONTENT_LENGTH_MAX_DIGITS).
+_MAX_LENGTH_DIGITS = 20
+
+# A validated request head without its Content-Length, and whether it frames its body
+# on its own.
+_Head = tuple[h11.Request, bool]
+
+
+def _with_content_length(
+    headers: h11_headers.Headers, name: bytes, value: bytes
+) -> h11_headers.Headers:
+    """h11's validated ``headers`` with a Content-Length appended, not validated again.
+
+    This is h11's private representation: a list of (raw name, lower-case name, value)
+    triples behind ``Headers``. tests/test_transport_heads.py pins it, so an h11
+    release that changes it fails loudly there instead of sending a wrong head.
+    """
+    return h11_headers.Headers([*headers._full_items, (name, b"content-length", value)])
 
 
 def _enable_tcp_keepalive(sock: trio.socket.SocketType) -> None:
@@ -336,6 +364,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
         self._proxy_routes = resolve_proxy_routes(proxy, trust_env=trust_env)
         self._proxy_for: dict[_Origin, ProxyURL | None] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
+        self._heads: dict[tuple[str, bytes, tuple[tuple[bytes, bytes], ...]], _Head] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -396,9 +425,8 @@ class TrioTransport(httpx.AsyncBaseTransport):
             self._proxy_for[origin] = proxy
             return proxy
 
-    @staticmethod
     def _h11_request(
-        request: httpx.Request, url: httpx.URL, forward_proxy: ProxyURL | None
+        self, request: httpx.Request, url: httpx.URL, forward_proxy: ProxyURL | None
     ) -> h11.Request:
         headers = request.headers.raw
         for name, _ in headers:
@@ -414,10 +442,42 @@ class TrioTransport(httpx.AsyncBaseTransport):
             target = url.raw_scheme + b"://" + url.netloc + target
             if forward_proxy.authorization is not None:
                 headers.append((b"Proxy-Authorization", forward_proxy.authorization))
-        try:
-            return h11.Request(method=request.method, target=target, headers=headers)
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        # Why a cache: h11 validates every header of every Request it is given (two
+        # regular expressions per header), the largest single cost of a small
+        # request. A client sends the same head again and again, apart from its
+        # Content-Length (last, as trioclient and httpx put it), so the head without
+        # it is validated once by h11 itself and kept; per request only the length is
+        # checked (digits, as h11 checks it) and appended.
+        length: tuple[bytes, bytes] | None = None
+        if headers and headers[-1][0].lower() == b"content-length":
+            length = headers.pop()
+        key = (request.method, target, tuple(headers))
+        cached = self._heads.get(key)
+        if cached is None:
+            try:
+                head = h11.Request(method=request.method, target=target, headers=headers)
+            except h11.LocalProtocolError as exc:
+                raise httpx.LocalProtocolError(str(exc), request=request) from exc
+            # A head that frames its body itself takes h11's whole check every time
+            # (conflicting lengths, a length beside Transfer-Encoding).
+            frames = any(name in _FRAMING for name, _ in head.headers)
+            if len(self._heads) >= _MAX_CACHED_HEADS:
+                self._heads.clear()
+            cached = self._heads[key] = (head, frames)
+        head, frames = cached
+        if length is None:
+            return head  # h11 events are immutable: one serves every request
+        name, value = length
+        if frames or not (value.isdigit() and len(value) <= _MAX_LENGTH_DIGITS):
+            try:
+                return h11.Request(method=head.method, target=target, headers=[*headers, length])
+            except h11.LocalProtocolError as exc:
+                raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return h11.Request(
+            method=head.method,
+            target=head.target,
+            headers=_with_content_length(head.headers, name, value),
+        )
 
     async def _connect(
         self, origin: _Origin, request: httpx.Request, proxy: ProxyURL | None

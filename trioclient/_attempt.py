@@ -162,16 +162,24 @@ async def read_body(
             raise timeout_error(response.request, "idle", timeout.idle)
         return body
     request = response.request
-    headers = response.headers
     try:
-        declared = headers.get("content-length")
+        # One pass over the head: each httpx.Headers lookup scans it anew, and a
+        # missing name raises KeyError inside.
+        declared: bytes | None = None
+        encoded = False
+        for name, value in response.headers.raw:
+            name = name.lower()
+            if name == b"content-length":
+                declared = value if declared is None else declared + b", " + value
+            elif name == b"content-encoding":
+                encoded = True
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise ResponseTooLargeError(
                 f"response of {int(declared)} bytes (Content-Length) exceeds "
                 f"max_response_bytes={max_bytes}",
                 request=request,
             )
-        if "content-encoding" in headers:
+        if encoded:
             chunks_iter = response.aiter_bytes()
         else:
             chunks_iter = response.stream.__aiter__()  # type: ignore[union-attr]

@@ -36,6 +36,7 @@ from ._exceptions import (
     ResponseTooLargeError,
     status_error_class,
 )
+from ._transport import TrioTransport
 
 if TYPE_CHECKING:
     from ._models import ChatCompletion
@@ -87,6 +88,10 @@ def transport_sender(transport: httpx.AsyncBaseTransport) -> Sender:
     """The fast path: hand the request straight to the transport (no ``AsyncClient.send``:
     no auth flow, cookies or redirects to pay for on every request)."""
     handle = transport.handle_async_request
+    if type(transport) is TrioTransport:
+        # Ours already ties every response to its request: one coroutine less per
+        # request than the wrapper below.
+        return handle
 
     async def send_via_transport(request: httpx.Request) -> httpx.Response:
         response = await handle(request)
@@ -205,7 +210,14 @@ async def read_body(
     except BaseException:
         await close_response(response)
         raise
-    await response.aclose()
+    if encoded:
+        await response.aclose()  # (aiter_bytes closed it already)
+    else:
+        # Read to its end: the stream is closed directly. Response.aclose() wraps the
+        # same call in a generator-based context manager, to tag an httpx error with
+        # its request; a stream read to its end has nothing left to fail on.
+        response.is_closed = True
+        await response.stream.aclose()  # type: ignore[union-attr]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

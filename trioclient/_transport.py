@@ -111,16 +111,23 @@ _MAX_LENGTH_DIGITS = 20
 _Head = tuple[h11.Request, bool]
 
 
-def _with_content_length(
-    headers: h11_headers.Headers, name: bytes, value: bytes
-) -> h11_headers.Headers:
-    """h11's validated ``headers`` with a Content-Length appended, not validated again.
+def _with_content_length(head: h11.Request, name: bytes, value: bytes) -> h11.Request:
+    """``head`` with a Content-Length header appended, assembled without checking again.
 
-    This is h11's private representation: a list of (raw name, lower-case name, value)
-    triples behind ``Headers``. tests/test_transport_heads.py pins it, so an h11
-    release that changes it fails loudly there instead of sending a wrong head.
+    Everything h11.Request() would check, ``head`` passed when it was built, and the
+    length is checked by the caller. This relies on h11's private representation: a
+    ``Headers`` holding (raw name, lower-case name, value) triples, and the four
+    fields of a frozen ``Request``. tests/test_transport_heads.py pins both (the event
+    must equal, and write the same bytes as, the one h11 builds itself), so an h11
+    release that changes them fails loudly there instead of sending a wrong head.
     """
-    return h11_headers.Headers([*headers._full_items, (name, b"content-length", value)])
+    headers = h11_headers.Headers([*head.headers._full_items, (name, b"content-length", value)])
+    event = object.__new__(h11.Request)
+    object.__setattr__(event, "method", head.method)
+    object.__setattr__(event, "target", head.target)
+    object.__setattr__(event, "http_version", head.http_version)
+    object.__setattr__(event, "headers", headers)
+    return event
 
 
 def _enable_tcp_keepalive(sock: trio.socket.SocketType) -> None:
@@ -364,7 +371,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
         self._proxy_routes = resolve_proxy_routes(proxy, trust_env=trust_env)
         self._proxy_for: dict[_Origin, ProxyURL | None] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
-        self._heads: dict[tuple[str, bytes, tuple[tuple[bytes, bytes], ...]], _Head] = {}
+        self._heads: dict[object, _Head] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -428,7 +435,51 @@ class TrioTransport(httpx.AsyncBaseTransport):
     def _h11_request(
         self, request: httpx.Request, url: httpx.URL, forward_proxy: ProxyURL | None
     ) -> h11.Request:
+        # Why a cache: h11 checks every header of every Request it is given (two
+        # regular expressions per header, then the Host count, the method and the
+        # target), the largest single cost of a small request. A client sends the
+        # same head again and again, apart from its Content-Length (last, where
+        # trioclient and httpx put it), so the head without it is checked once by h11
+        # itself and kept; per request only the length is checked (digits, as h11
+        # checks it) and added to the checked head.
         headers = request.headers.raw
+        length: tuple[bytes, bytes] | None = None
+        if headers and headers[-1][0].lower() == b"content-length":
+            length = headers.pop()
+        key = (request.method, url.netloc, url.raw_path, forward_proxy, tuple(headers))
+        cached = self._heads.get(key)
+        if cached is None:
+            cached = self._check_head(request, url, forward_proxy, headers)
+            if len(self._heads) >= _MAX_CACHED_HEADS:
+                self._heads.clear()
+            self._heads[key] = cached
+        head, frames = cached
+        if length is None:
+            return head  # h11 events are immutable: one serves every request
+        name, value = length
+        if frames or not (value.isdigit() and len(value) <= _MAX_LENGTH_DIGITS):
+            # A head that frames its body itself takes h11's whole check every time
+            # (conflicting lengths, a length beside Transfer-Encoding), as does an
+            # odd length.
+            try:
+                return h11.Request(
+                    method=head.method,
+                    target=head.target,
+                    headers=[*head.headers.raw_items(), length],
+                )
+            except h11.LocalProtocolError as exc:
+                raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return _with_content_length(head, name, value)
+
+    @staticmethod
+    def _check_head(
+        request: httpx.Request,
+        url: httpx.URL,
+        forward_proxy: ProxyURL | None,
+        headers: list[tuple[bytes, bytes]],
+    ) -> _Head:
+        """The request head (without Content-Length) as h11 checked it, and whether it
+        frames its body on its own."""
         for name, _ in headers:
             if name.lower() == b"host":
                 break
@@ -442,42 +493,11 @@ class TrioTransport(httpx.AsyncBaseTransport):
             target = url.raw_scheme + b"://" + url.netloc + target
             if forward_proxy.authorization is not None:
                 headers.append((b"Proxy-Authorization", forward_proxy.authorization))
-        # Why a cache: h11 validates every header of every Request it is given (two
-        # regular expressions per header), the largest single cost of a small
-        # request. A client sends the same head again and again, apart from its
-        # Content-Length (last, as trioclient and httpx put it), so the head without
-        # it is validated once by h11 itself and kept; per request only the length is
-        # checked (digits, as h11 checks it) and appended.
-        length: tuple[bytes, bytes] | None = None
-        if headers and headers[-1][0].lower() == b"content-length":
-            length = headers.pop()
-        key = (request.method, target, tuple(headers))
-        cached = self._heads.get(key)
-        if cached is None:
-            try:
-                head = h11.Request(method=request.method, target=target, headers=headers)
-            except h11.LocalProtocolError as exc:
-                raise httpx.LocalProtocolError(str(exc), request=request) from exc
-            # A head that frames its body itself takes h11's whole check every time
-            # (conflicting lengths, a length beside Transfer-Encoding).
-            frames = any(name in _FRAMING for name, _ in head.headers)
-            if len(self._heads) >= _MAX_CACHED_HEADS:
-                self._heads.clear()
-            cached = self._heads[key] = (head, frames)
-        head, frames = cached
-        if length is None:
-            return head  # h11 events are immutable: one serves every request
-        name, value = length
-        if frames or not (value.isdigit() and len(value) <= _MAX_LENGTH_DIGITS):
-            try:
-                return h11.Request(method=head.method, target=target, headers=[*headers, length])
-            except h11.LocalProtocolError as exc:
-                raise httpx.LocalProtocolError(str(exc), request=request) from exc
-        return h11.Request(
-            method=head.method,
-            target=head.target,
-            headers=_with_content_length(head.headers, name, value),
-        )
+        try:
+            head = h11.Request(method=request.method, target=target, headers=headers)
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return head, any(name in _FRAMING for name, _ in head.headers)
 
     async def _connect(
         self, origin: _Origin, request: httpx.Request, proxy: ProxyURL | None

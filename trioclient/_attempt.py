@@ -36,7 +36,7 @@ from ._exceptions import (
     ResponseTooLargeError,
     status_error_class,
 )
-from ._transport import TrioTransport
+from ._transport import BodyStream, TrioTransport
 
 if TYPE_CHECKING:
     from ._models import ChatCompletion
@@ -188,6 +188,10 @@ async def read_body(
             chunks_iter = response.aiter_bytes()
         else:
             chunks_iter = response.stream.__aiter__()  # type: ignore[union-attr]
+        # Our own transport's stream says when it holds no more: then the last chunk
+        # needs no new idle deadline and no further read (the usual answer is one
+        # chunk, and renewing a deadline costs about as much as entering a scope).
+        ours = chunks_iter if type(chunks_iter) is BodyStream else None
         chunks: list[bytes] = []
         size = 0
         idle = math.inf if timeout.idle is None else timeout.idle
@@ -200,6 +204,8 @@ async def read_body(
                     request=request,
                 )
             chunks.append(chunk)
+            if ours is not None and ours.at_end:
+                break
             scope.deadline = min(total_at, trio.current_time() + idle)
     except APIError:
         await close_response(response)

@@ -57,7 +57,7 @@ import trio
 from ._config import DEFAULT_KEEPALIVE_EXPIRY, check_keepalive_expiry
 from ._proxy import ProxyURL, resolve_proxy_routes
 
-__all__ = ["TrioTransport"]
+__all__ = ["BodyStream", "TrioTransport"]
 
 # One read per wake-up; 64 KiB covers a typical completion in one syscall without
 # making the buffer large enough to matter for thousands of connections.
@@ -226,7 +226,7 @@ async def _hard_close(conn: _Connection) -> None:
         await trio.aclose_forcefully(conn.stream)
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class BodyStream(httpx.AsyncByteStream):
     """The body of one response, read off the socket as it arrives.
 
     Each network read that produces body bytes becomes one chunk right away (chunks
@@ -245,8 +245,14 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._conn: _Connection | None = conn
         self._request = request
 
-    def __aiter__(self) -> _ResponseStream:
+    def __aiter__(self) -> BodyStream:
         return self
+
+    @property
+    def at_end(self) -> bool:
+        """Whether no chunk is left: the body was read to its end (its connection
+        already released), or the stream was closed."""
+        return self._conn is None
 
     async def __anext__(self) -> bytes:
         conn = self._conn
@@ -613,7 +619,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status_code,
             headers=response.headers.raw_items(),
-            stream=_ResponseStream(self, conn, request),
+            stream=BodyStream(self, conn, request),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
             request=request,
         )

@@ -1,4 +1,7 @@
-"""The transport's cache of validated request heads (TrioTransport._h11_request).
+"""The transport's shortcuts through h11's and httpx's header representations.
+
+TrioTransport._h11_request keeps validated request heads; _httpx_headers hands a
+parsed response head to httpx without normalising it again.
 
 h11 validates every header of every request; the transport validates a head once and
 only appends each request's Content-Length. These tests pin that the shortcut writes
@@ -13,7 +16,7 @@ import h11
 import httpx
 import pytest
 
-from trioclient._transport import _MAX_CACHED_HEADS, TrioTransport
+from trioclient._transport import _MAX_CACHED_HEADS, TrioTransport, _httpx_headers
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 
@@ -116,3 +119,25 @@ def test_the_cache_stays_bounded() -> None:
     for n in range(_MAX_CACHED_HEADS * 2 + 3):
         _h11_head(transport, _request(b"{}", [(b"X-Request", str(n).encode())]))
         assert len(transport._heads) <= _MAX_CACHED_HEADS
+
+
+def test_response_headers_reach_httpx_as_httpx_builds_them() -> None:
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "h")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(
+        b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\n"
+        b"Set-Cookie: a=1\r\nset-cookie: b=2\r\nX-Note: cr\xc3\xa8me\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    head = conn.next_event()
+    assert isinstance(head, h11.Response)
+    built = httpx.Headers(head.headers.raw_items())
+    fast = _httpx_headers(head)
+    assert fast._list == built._list
+    assert fast.raw == built.raw
+    assert fast.multi_items() == built.multi_items()
+    assert fast.encoding == built.encoding == "utf-8"
+    assert fast.get_list("set-cookie") == ["a=1", "b=2"]
+    assert fast["content-type"] == "application/json"
+    assert fast._list is not head.headers._full_items  # a copy: httpx may mutate its own

@@ -130,6 +130,20 @@ def _with_content_length(head: h11.Request, name: bytes, value: bytes) -> h11.Re
     return event
 
 
+def _httpx_headers(head: h11.Response) -> httpx.Headers:
+    """A response head's headers as ``httpx.Headers``, without normalising them again.
+
+    h11 and httpx keep headers alike: (raw name, lower-case name, value) triples of
+    bytes, which h11 built while parsing. httpx.Headers(list) would lower-case and
+    type-check every one again, about half the cost of building the response. Both
+    sides are private here; tests/test_transport_heads.py pins them (the result must
+    equal what httpx builds itself), so a release that changes either fails there.
+    """
+    headers = httpx.Headers()
+    headers._list = list(head.headers._full_items)
+    return headers
+
+
 def _enable_tcp_keepalive(sock: trio.socket.SocketType) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -618,7 +632,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
 
         return httpx.Response(
             response.status_code,
-            headers=response.headers.raw_items(),
+            headers=_httpx_headers(response),
             stream=BodyStream(self, conn, request),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
             request=request,

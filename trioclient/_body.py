@@ -35,12 +35,16 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# What json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=jsonable)
+# does, with its encoder made once instead of on every call (dumps builds a new one
+# whenever an option is given).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=jsonable)
+
+
 def encode_body(body: Mapping[str, Any]) -> bytes:
     """The body as compact UTF-8 JSON; a clear ``TypeError`` naming what cannot be sent."""
     try:
-        return json.dumps(
-            body, ensure_ascii=False, separators=(",", ":"), default=jsonable
-        ).encode()
+        return _ENCODER.encode(body).encode()
     except (TypeError, ValueError) as exc:
         raise TypeError(f"request body is not JSON-serializable: {exc}") from None
 

@@ -17,6 +17,7 @@ the streaming paths, so both read an error response the same way.
 
 from __future__ import annotations
 
+import functools
 import http
 import json
 import math
@@ -36,10 +37,10 @@ from ._exceptions import (
     ResponseTooLargeError,
     status_error_class,
 )
-from ._transport import BodyStream, TrioTransport
 
 if TYPE_CHECKING:
     from ._models import ChatCompletion
+    from ._transport import BodyStream
 
 __all__ = [
     "PACER_EXTENSION",
@@ -87,6 +88,8 @@ Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
 def transport_sender(transport: httpx.AsyncBaseTransport) -> Sender:
     """The fast path: hand the request straight to the transport (no ``AsyncClient.send``:
     no auth flow, cookies or redirects to pay for on every request)."""
+    from ._transport import TrioTransport  # not on import: h11 comes with it
+
     handle = transport.handle_async_request
     if type(transport) is TrioTransport:
         # Ours already ties every response to its request: one coroutine less per
@@ -191,7 +194,7 @@ async def read_body(
         # Our own transport's stream says when it holds no more: then the last chunk
         # needs no new idle deadline and no further read (the usual answer is one
         # chunk, and renewing a deadline costs about as much as entering a scope).
-        ours = chunks_iter if type(chunks_iter) is BodyStream else None
+        ours = chunks_iter if type(chunks_iter) is _body_stream() else None
         chunks: list[bytes] = []
         size = 0
         idle = math.inf if timeout.idle is None else timeout.idle
@@ -435,6 +438,23 @@ async def open_stream_once(
 def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion:
     """The JSON of a 2xx chat answer as a :class:`ChatCompletion` (or the provider's
     error it carries, raised)."""
-    from ._models import completion_from_data  # loaded with the first answer, not on import
+    return _completion_from_data()(response, data)
 
-    return completion_from_data(response, data)
+
+@functools.cache
+def _completion_from_data() -> Callable[[httpx.Response, Any], ChatCompletion]:
+    """:func:`trioclient._models.completion_from_data`, loaded with the first answer,
+    not on import (an import statement in the function above would cost, on every
+    answer, about a sixth of building the completion)."""
+    from ._models import completion_from_data
+
+    return completion_from_data
+
+
+@functools.cache
+def _body_stream() -> type[BodyStream]:
+    """Our transport's stream class (see :func:`read_body`), imported when first
+    needed: importing trioclient does not load the transport, nor h11."""
+    from ._transport import BodyStream
+
+    return BodyStream

@@ -78,6 +78,32 @@ async def test_create_returns_a_typed_completion_and_keeps_unknown_fields(
     assert headers["content-type"] == "application/json"
 
 
+async def test_a_compressed_answer_is_decoded(router: respx.Router) -> None:
+    import gzip
+
+    packed = gzip.compress(json.dumps(answer_body()).encode())
+    router.post(f"{URL}/chat/completions").respond(
+        200,
+        content=packed,
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    async with make_client(router) as client:
+        answer = await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert answer.choices[0].message.content == JOKE
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_reading(
+    router: respx.Router,
+) -> None:
+    # The Content-Length says too much; the body itself would fit.
+    router.post(f"{URL}/chat/completions").respond(
+        200, content=b"{}", headers={"content-length": "4096"}
+    )
+    async with make_client(router, max_response_bytes=1000, max_retries=0) as client:
+        with pytest.raises(trioclient.ResponseTooLargeError, match=r"^response of 4096 bytes"):
+            await client.chat.completions.create(model="m", messages=MESSAGES)
+
+
 async def test_models_are_frozen(router: respx.Router) -> None:
     router.post(f"{URL}/chat/completions").respond(200, json=answer_body())
     async with make_client(router) as client:

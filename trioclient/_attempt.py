@@ -17,6 +17,7 @@ the streaming paths, so both read an error response the same way.
 
 from __future__ import annotations
 
+import functools
 import http
 import json
 import math
@@ -41,6 +42,7 @@ from ._pacer import PACER_EXTENSION
 
 if TYPE_CHECKING:
     from ._models import ChatCompletion
+    from ._transport import BodyStream
 
 __all__ = [
     "Sender",
@@ -69,7 +71,13 @@ Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
 def transport_sender(transport: httpx.AsyncBaseTransport) -> Sender:
     """The fast path: hand the request straight to the transport (no ``AsyncClient.send``:
     no auth flow, cookies or redirects to pay for on every request)."""
+    from ._transport import TrioTransport  # not on import: h11 comes with it
+
     handle = transport.handle_async_request
+    if type(transport) is TrioTransport:
+        # Ours already ties every response to its request: one coroutine less per
+        # request than the wrapper below.
+        return handle
 
     async def send_via_transport(request: httpx.Request) -> httpx.Response:
         response = await handle(request)
@@ -145,19 +153,31 @@ async def read_body(
             raise timeout_error(response.request, "idle", timeout.idle)
         return body
     request = response.request
-    headers = response.headers
     try:
-        declared = headers.get("content-length")
+        # One pass over the head: each httpx.Headers lookup scans it anew, and a
+        # missing name raises KeyError inside.
+        declared: bytes | None = None
+        encoded = False
+        for name, value in response.headers.raw:
+            name = name.lower()
+            if name == b"content-length":
+                declared = value if declared is None else declared + b", " + value
+            elif name == b"content-encoding":
+                encoded = True
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise ResponseTooLargeError(
                 f"response of {int(declared)} bytes (Content-Length) exceeds "
                 f"max_response_bytes={max_bytes}",
                 request=request,
             )
-        if "content-encoding" in headers:
+        if encoded:
             chunks_iter = response.aiter_bytes()
         else:
             chunks_iter = response.stream.__aiter__()  # type: ignore[union-attr]
+        # Our own transport's stream says when it holds no more: then the last chunk
+        # needs no new idle deadline and no further read (the usual answer is one
+        # chunk, and renewing a deadline costs about as much as entering a scope).
+        ours = chunks_iter if type(chunks_iter) is _body_stream() else None
         chunks: list[bytes] = []
         size = 0
         idle = math.inf if timeout.idle is None else timeout.idle
@@ -170,6 +190,8 @@ async def read_body(
                     request=request,
                 )
             chunks.append(chunk)
+            if ours is not None and ours.at_end:
+                break
             scope.deadline = min(total_at, trio.current_time() + idle)
     except APIError:
         await close_response(response)
@@ -180,7 +202,14 @@ async def read_body(
     except BaseException:
         await close_response(response)
         raise
-    await response.aclose()
+    if encoded:
+        await response.aclose()  # (aiter_bytes closed it already)
+    else:
+        # Read to its end: the stream is closed directly. Response.aclose() wraps the
+        # same call in a generator-based context manager, to tag an httpx error with
+        # its request; a stream read to its end has nothing left to fail on.
+        response.is_closed = True
+        await response.stream.aclose()  # type: ignore[union-attr]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -408,9 +437,26 @@ def _raise_if_provider_error(response: httpx.Response, body: bytes) -> None:
 def parse_chat_completion(response: httpx.Response, data: Any) -> ChatCompletion:
     """The JSON of a 2xx chat answer as a :class:`ChatCompletion` (or the provider's
     error it carries, raised)."""
-    from ._models import completion_from_data  # loaded with the first answer, not on import
+    return _completion_from_data()(response, data)
 
-    return completion_from_data(response, data)
+
+@functools.cache
+def _completion_from_data() -> Callable[[httpx.Response, Any], ChatCompletion]:
+    """:func:`trioclient._models.completion_from_data`, loaded with the first answer,
+    not on import (an import statement in the function above would cost, on every
+    answer, about a sixth of building the completion)."""
+    from ._models import completion_from_data
+
+    return completion_from_data
+
+
+@functools.cache
+def _body_stream() -> type[BodyStream]:
+    """Our transport's stream class (see :func:`read_body`), imported when first
+    needed: importing trioclient does not load the transport, nor h11."""
+    from ._transport import BodyStream
+
+    return BodyStream
 
 
 async def read_stream_piece(

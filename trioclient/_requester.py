@@ -161,7 +161,9 @@ class Requester:
         self.default_query = dict(default_query or {})
         self._chat_url = self.url("chat/completions")
         self._urls: dict[str, httpx.URL] = {"chat/completions": self._chat_url}
-        self._head = httpx.Headers([(b"Host", self._chat_url.netloc), *headers.raw]).raw
+        # Normalised once: a request built from an httpx.Headers copies its list
+        # instead of checking and lower-casing every header again.
+        self._head = httpx.Headers([(b"Host", self._chat_url.netloc), *headers.raw])
         # Our own transport has no pool to wait for; a caller's AsyncClient does, and its
         # pool timeout must never kill a request the limiter already admitted.
         self._timeout_extension = {
@@ -216,9 +218,8 @@ class Requester:
             url = cached
         head = self._head
         if extra_headers:
-            merged = httpx.Headers(head)
-            merged.update(extra_headers)  # case-insensitive: a header given twice is replaced
-            head = merged.raw
+            head = httpx.Headers(head)
+            head.update(extra_headers)  # case-insensitive: a header given twice is replaced
         extensions: dict[str, Any] = {"timeout": self._timeout_extension}
         budget = self.connection.budget
         if budget is not None and body is not None:
@@ -233,12 +234,10 @@ class Requester:
         else:
             content = encode_body(body)
             request = httpx.Request(
-                method,
-                url,
-                headers=[*head, (b"Content-Length", str(len(content)).encode())],
-                stream=httpx.ByteStream(content),
-                extensions=extensions,
+                method, url, headers=head, stream=httpx.ByteStream(content), extensions=extensions
             )
+            # Last in the head, where the transport looks for it.
+            request.headers["Content-Length"] = str(len(content))
         request.read()
         return request
 

@@ -50,13 +50,14 @@ import weakref
 
 import attrs
 import h11
+import h11._headers as h11_headers
 import httpx
 import trio
 
 from ._config import DEFAULT_KEEPALIVE_EXPIRY, check_keepalive_expiry
 from ._proxy import ProxyURL, resolve_proxy_routes
 
-__all__ = ["TrioTransport"]
+__all__ = ["BodyStream", "TrioTransport"]
 
 # One read per wake-up; 64 KiB covers a typical completion in one syscall without
 # making the buffer large enough to matter for thousands of connections.
@@ -93,6 +94,54 @@ _TCP_KEEPALIVE = (
     ("TCP_KEEPINTVL", 10),
     ("TCP_KEEPCNT", 6),
 )
+
+
+# The request heads h11 has validated, kept per transport (see TrioTransport._h11_request);
+# a few per endpoint and set of extra headers, so the bound is only a safety net.
+_MAX_CACHED_HEADS = 256
+
+# The headers that frame a request body (lower case, as h11 gives them).
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+# h11 refuses a Content-Length of more digits (h11._headers.CONTENT_LENGTH_MAX_DIGITS).
+_MAX_LENGTH_DIGITS = 20
+
+# A validated request head without its Content-Length, and whether it frames its body
+# on its own.
+_Head = tuple[h11.Request, bool]
+
+
+def _with_content_length(head: h11.Request, name: bytes, value: bytes) -> h11.Request:
+    """``head`` with a Content-Length header appended, assembled without checking again.
+
+    Everything h11.Request() would check, ``head`` passed when it was built, and the
+    length is checked by the caller. This relies on h11's private representation: a
+    ``Headers`` holding (raw name, lower-case name, value) triples, and the four
+    fields of a frozen ``Request``. tests/test_transport_heads.py pins both (the event
+    must equal, and write the same bytes as, the one h11 builds itself), so an h11
+    release that changes them fails loudly there instead of sending a wrong head.
+    """
+    headers = h11_headers.Headers([*head.headers._full_items, (name, b"content-length", value)])
+    event = object.__new__(h11.Request)
+    object.__setattr__(event, "method", head.method)
+    object.__setattr__(event, "target", head.target)
+    object.__setattr__(event, "http_version", head.http_version)
+    object.__setattr__(event, "headers", headers)
+    return event
+
+
+def _httpx_headers(head: h11.Response) -> httpx.Headers:
+    """A response head's headers as ``httpx.Headers``, without normalising them again.
+
+    h11 and httpx keep headers alike: (raw name, lower-case name, value) triples of
+    bytes, which h11 built while parsing. httpx.Headers(list) would lower-case and
+    type-check every one again, about half the cost of building the response. Both
+    sides are private here; tests/test_transport_heads.py pins them (the result must
+    equal what httpx builds itself), so a release that changes either fails there.
+    """
+    headers = httpx.Headers()
+    headers._list = list(head.headers._full_items)
+    return headers
 
 
 def _enable_tcp_keepalive(sock: trio.socket.SocketType) -> None:
@@ -191,7 +240,7 @@ async def _hard_close(conn: _Connection) -> None:
         await trio.aclose_forcefully(conn.stream)
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class BodyStream(httpx.AsyncByteStream):
     """The body of one response, read off the socket as it arrives.
 
     Each network read that produces body bytes becomes one chunk right away (chunks
@@ -210,8 +259,14 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._conn: _Connection | None = conn
         self._request = request
 
-    def __aiter__(self) -> _ResponseStream:
+    def __aiter__(self) -> BodyStream:
         return self
+
+    @property
+    def at_end(self) -> bool:
+        """Whether no chunk is left: the body was read to its end (its connection
+        already released), or the stream was closed."""
+        return self._conn is None
 
     async def __anext__(self) -> bytes:
         conn = self._conn
@@ -336,6 +391,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
         self._proxy_routes = resolve_proxy_routes(proxy, trust_env=trust_env)
         self._proxy_for: dict[_Origin, ProxyURL | None] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
+        self._heads: dict[object, _Head] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -396,11 +452,54 @@ class TrioTransport(httpx.AsyncBaseTransport):
             self._proxy_for[origin] = proxy
             return proxy
 
-    @staticmethod
     def _h11_request(
-        request: httpx.Request, url: httpx.URL, forward_proxy: ProxyURL | None
+        self, request: httpx.Request, url: httpx.URL, forward_proxy: ProxyURL | None
     ) -> h11.Request:
+        # Why a cache: h11 checks every header of every Request it is given (two
+        # regular expressions per header, then the Host count, the method and the
+        # target), the largest single cost of a small request. A client sends the
+        # same head again and again, apart from its Content-Length (last, where
+        # trioclient and httpx put it), so the head without it is checked once by h11
+        # itself and kept; per request only the length is checked (digits, as h11
+        # checks it) and added to the checked head.
         headers = request.headers.raw
+        length: tuple[bytes, bytes] | None = None
+        if headers and headers[-1][0].lower() == b"content-length":
+            length = headers.pop()
+        key = (request.method, url.netloc, url.raw_path, forward_proxy, tuple(headers))
+        cached = self._heads.get(key)
+        if cached is None:
+            cached = self._check_head(request, url, forward_proxy, headers)
+            if len(self._heads) >= _MAX_CACHED_HEADS:
+                self._heads.clear()
+            self._heads[key] = cached
+        head, frames = cached
+        if length is None:
+            return head  # h11 events are immutable: one serves every request
+        name, value = length
+        if frames or not (value.isdigit() and len(value) <= _MAX_LENGTH_DIGITS):
+            # A head that frames its body itself takes h11's whole check every time
+            # (conflicting lengths, a length beside Transfer-Encoding), as does an
+            # odd length.
+            try:
+                return h11.Request(
+                    method=head.method,
+                    target=head.target,
+                    headers=[*head.headers.raw_items(), length],
+                )
+            except h11.LocalProtocolError as exc:
+                raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return _with_content_length(head, name, value)
+
+    @staticmethod
+    def _check_head(
+        request: httpx.Request,
+        url: httpx.URL,
+        forward_proxy: ProxyURL | None,
+        headers: list[tuple[bytes, bytes]],
+    ) -> _Head:
+        """The request head (without Content-Length) as h11 checked it, and whether it
+        frames its body on its own."""
         for name, _ in headers:
             if name.lower() == b"host":
                 break
@@ -415,9 +514,10 @@ class TrioTransport(httpx.AsyncBaseTransport):
             if forward_proxy.authorization is not None:
                 headers.append((b"Proxy-Authorization", forward_proxy.authorization))
         try:
-            return h11.Request(method=request.method, target=target, headers=headers)
+            head = h11.Request(method=request.method, target=target, headers=headers)
         except h11.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return head, any(name in _FRAMING for name, _ in head.headers)
 
     async def _connect(
         self, origin: _Origin, request: httpx.Request, proxy: ProxyURL | None
@@ -532,8 +632,8 @@ class TrioTransport(httpx.AsyncBaseTransport):
 
         return httpx.Response(
             response.status_code,
-            headers=response.headers.raw_items(),
-            stream=_ResponseStream(self, conn, request),
+            headers=_httpx_headers(response),
+            stream=BodyStream(self, conn, request),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
             request=request,
         )

@@ -98,7 +98,9 @@ class RateLimitGate:
     def try_pass(self) -> bool:
         """Pass now if that needs no wait (taking a paced slot if pacing)."""
         now = trio.current_time()
-        self.controller.poll(now)
+        controller = self.controller
+        if not controller.idle:  # the common case, open and no 429, has nothing to judge
+            controller.poll(now)
         if self.reopens_at > now or self._lock.locked():
             return False
         interval = self.interval

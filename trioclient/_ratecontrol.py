@@ -141,6 +141,7 @@ class RateController:
         # This epoch's answers, (sent_at, refused, order); the latest "not before" a refusal
         # named (its arrival plus the server's wait), and the latest wait.
         self._samples: list[tuple[float, bool, float]] = []
+        self._epoch_refusals = 0  # 429s among the samples
         self._not_before = -math.inf
         self._wait = 0.0
         # The experiment after a cut: the pace, share of 429s and accepted rate before it.
@@ -181,10 +182,28 @@ class RateController:
             return None  # sent before the pace changed: no evidence about this pace
         self._samples.append((sent_at, refused, sent_at if order is None else order))
         if refused:
+            self._epoch_refusals += 1
             self.unjudged_refusals += 1
             self._wait = wait
             self._not_before = max(self._not_before, now + wait)
+        elif self.idle:
+            # The common case, on every answer: open, and not one 429 in this epoch.
+            # Nothing to judge (poll's delay before judging guards against counting
+            # fast 429s before slow successes; with no 429 there is nothing to
+            # over-count), and the epoch closes as clean once it is long enough: what
+            # poll() concludes, without a pass over the samples per answer.
+            n = len(self._samples)
+            if n >= 2 * OPEN_ANSWERS:
+                self._clean(now, 0, n)
+                return "clean"
+            return None
         return self.poll(now)
+
+    @property
+    def idle(self) -> bool:
+        """Open and without a 429 this epoch: :meth:`poll` has nothing to judge (the
+        epoch's clean close happens in :meth:`on_answer`), so callers may skip it."""
+        return not self._epoch_refusals and self.pace == math.inf
 
     def poll(self, now: float) -> str | None:
         """Judge the epoch as it stands at ``now``.
@@ -369,6 +388,7 @@ class RateController:
         self.pace = pace
         self._trial = trial
         self._samples = []
+        self._epoch_refusals = 0
         self._not_before = -math.inf
         self.unjudged_refusals = 0
 

@@ -1,7 +1,7 @@
 """The asyncio side: the seeds' own patterns, semaphore + gather and chunked gather.
 
 These are written the way the xAI and OpenAI documents show them (see
-``/work/shared/seeds``), because that is what people run: every request becomes a
+the project's two seed documents), because that is what people run: every request becomes a
 coroutine up front, a semaphore bounds how many are in flight, `asyncio.gather` waits
 for all. The chunked form gathers fixed-size chunks with ``asyncio.sleep(1)`` between
 them, as the documents suggest "to avoid rate limits".

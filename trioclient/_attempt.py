@@ -48,6 +48,7 @@ __all__ = [
     "Sender",
     "client_sender",
     "close_response",
+    "close_stream",
     "complete_once",
     "open_stream_once",
     "read_stream_piece",
@@ -224,6 +225,19 @@ async def close_response(response: httpx.Response) -> None:
             await response.aclose()
         except Exception:  # the connection is being dropped anyway
             pass
+
+
+async def close_stream(response: httpx.Response | None, body: Any) -> None:
+    """Close an event stream being abandoned: its byte iterator (a decoding one holds
+    the raw stream), then its response; shielded, each with a short deadline."""
+    if body is not None and hasattr(body, "aclose"):
+        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            try:
+                await body.aclose()
+            except Exception:  # the connection is being dropped anyway
+                pass
+    if response is not None:
+        await close_response(response)
 
 
 def _snippet(body: bytes, limit: int = 200) -> str:

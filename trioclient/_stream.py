@@ -41,7 +41,7 @@ import trio
 from ._accumulator import ChunkAccumulator
 from ._attempt import (
     Sender,
-    close_response,
+    close_stream,
     open_stream_once,
     read_stream_piece,
     timeout_error,
@@ -337,14 +337,7 @@ class ChatCompletionStream:
     async def _drop_response(self) -> None:
         response, body = self._response, self._body
         self._response = self._body = None
-        if body is not None and hasattr(body, "aclose"):
-            with trio.CancelScope(shield=True), trio.move_on_after(2.0):
-                try:
-                    await body.aclose()
-                except Exception:
-                    pass
-        if response is not None:
-            await close_response(response)
+        await close_stream(response, body)
 
     async def aclose(self) -> None:
         """Close the response and give back the limiter token (idempotent)."""

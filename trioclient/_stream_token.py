@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import httpx
 import trio
 
-from ._attempt import close_response
+from ._attempt import close_stream
 
 if TYPE_CHECKING:
     from ._gate import TokenHold
@@ -81,17 +81,8 @@ class StreamToken:
     def _release_abandoned(self, response: httpx.Response | None, body: Any) -> None:
         self.release()
         if response is not None:
-            trio.lowlevel.spawn_system_task(_close_abandoned, response, body)
+            trio.lowlevel.spawn_system_task(close_stream, response, body)
 
-
-async def _close_abandoned(response: httpx.Response, body: Any) -> None:
-    if body is not None and hasattr(body, "aclose"):
-        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
-            try:
-                await body.aclose()
-            except Exception:
-                pass
-    await close_response(response)
 
 
 class _Closable(Protocol):

@@ -10,20 +10,40 @@ endpoint and a scripted fault goes to the next model request, whichever path it 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
 
-from ._chat import ChatEndpoint, InjectedCrash, _trickle
 from ._config import FaultParams, ServerConfig
 from ._errors import SERVER_ERROR_MESSAGE, error_body
-from ._faults import NON_STREAM_EQUIVALENT, STREAM_EQUIVALENT
+from ._faults import NON_STREAM_EQUIVALENT, STREAM_EQUIVALENT, InjectedCrash, trickle
 from ._http import Request, Wire, send_simple
 from ._render import JSON, response_headers
 from ._validate import SIM_HEADER, BadRequest, Sim, authenticate, parse_sim
 
 __all__ = ["Admitted", "admit", "send_json"]
+
+
+class Endpoint(Protocol):
+    """What admission needs of the chat endpoint (its ids, counters, buckets, dice and
+    refusals), which every model endpoint shares."""
+
+    ids: Any
+    counters: Any
+    limiter: Any
+    faults: Any
+
+    async def _rate_limited(self, wire: Wire, decision: Any, model: str, request_id: str) -> None: ...
+
+    async def _early_fault(
+        self,
+        wire: Wire,
+        config: ServerConfig,
+        fault: str,
+        rate_headers: tuple[tuple[bytes, bytes], ...],
+        request_id: str,
+    ) -> bool | None: ...
 
 
 @attrs.frozen
@@ -39,12 +59,12 @@ class Admitted:
 
 
 async def admit(
-    chat: ChatEndpoint,
+    chat: Endpoint,
     wire: Wire,
     request: Request,
     config: ServerConfig,
     parse: Callable[[bytes], dict[str, Any]],
-    cost: Callable[[dict[str, Any]], int],
+    cost: Callable[[dict[str, Any], Sim], int],
     *,
     stream: Callable[[dict[str, Any]], bool] = lambda body: bool(body.get("stream")),
 ) -> Admitted | bool:
@@ -53,7 +73,8 @@ async def admit(
 
     Args:
         parse: decodes and validates the body (raises `BadRequest`).
-        cost: the tokens the request is charged against `tpm`.
+        cost: the tokens the request is charged against `tpm` (its body and its
+            `x-trioclient-sim` settings).
         stream: whether the request asks for a stream (which version of a fault).
     """
     start = trio.current_time()
@@ -79,7 +100,7 @@ async def admit(
         )
         await send_simple(wire, 429, quota, request_id)
         return True
-    decision = chat.limiter.check(key, cost(body), start)
+    decision = chat.limiter.check(key, cost(body, sim), start)
     if decision.limited is not None:
         await chat._rate_limited(wire, decision, str(body.get("model")), request_id)
         return True
@@ -129,7 +150,7 @@ async def send_json(
         return True
     if fault == "slow_trickle":
         await wire.send(head)
-        await _trickle(wire, params, payload)
+        await trickle(wire, params, payload)
         await wire.send(wire.end())
         return True
     await wire.send(head + wire.data(payload) + wire.end())

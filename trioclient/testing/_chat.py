@@ -17,9 +17,10 @@ import attrs
 import trio
 
 from . import _answers, _dialects
+from ._admission import Admitted, admit
 from ._config import FaultParams, ServerConfig
 from ._errors import HTML_502_PAGE, SERVER_ERROR_MESSAGE, STATUS_ERRORS, error_body
-from ._faults import NON_STREAM_EQUIVALENT, STREAM_EQUIVALENT, FaultPicker
+from ._faults import FaultPicker, InjectedCrash, trickle
 from ._http import Request, RequestIds, Wire, frame, send_simple
 from ._pacer import Pacer
 from ._ratelimit import RateDecision, RateLimiter
@@ -33,7 +34,7 @@ from ._render import (
     response_headers,
 )
 from ._stats import Counters
-from ._validate import SIM_HEADER, BadRequest, authenticate, parse_chat_body, parse_sim
+from ._validate import Sim, parse_chat_body
 
 __all__ = ["ChatEndpoint", "InjectedCrash"]
 
@@ -41,10 +42,6 @@ _HTTP_FAULT_STATUS = {"http_500": 500, "http_502": 502, "http_503": 503, "http_5
 _STREAM_FAULTS_AT_STEP = frozenset(
     {"reset_mid_stream", "truncated_stream", "malformed_chunk", "error_event"}
 )
-
-
-class InjectedCrash(RuntimeError):
-    """Raised by the `handler_crash` fault to prove one broken handler is contained."""
 
 
 @attrs.define(eq=False)
@@ -86,58 +83,18 @@ class ChatEndpoint:
                 applies to the next one.
         """
         c = self.counters
-        start = trio.current_time()
-        request_id = self.ids.next()
-        key, problem = authenticate(request, config.api_key)
-        if key is None:
-            assert problem is not None
-            await send_simple(wire, 401, problem, request_id)
-            return True
-        try:
-            body = parse_chat_body(request.body)
-            sim = parse_sim(request.headers.get(SIM_HEADER))
-        except BadRequest as bad:
-            await send_simple(wire, 400, bad.body(), request_id)
-            return True
-
-        if config.insufficient_quota:
-            c.rate_limited += 1
-            quota = error_body(
-                "You exceeded your current quota, please check your plan and billing details.",
-                "insufficient_quota",
-                None,
-                "insufficient_quota",
-            )
-            await send_simple(wire, 429, quota, request_id)
-            return True
-
-        messages: list[dict[str, Any]] = body["messages"]
-        model: str = body["model"]
-        prompt_key = _answers.prompt_key(messages, body.get("seed"))
-        length = (
-            sim.answer_tokens or config.answer_tokens or _answers.default_answer_length(prompt_key)
+        admitted = await admit(
+            self, wire, request, config, parse_chat_body, lambda body, sim: _plan(body, sim, config).cost
         )
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        n: int = body.get("n") or 1
-        prompt_tokens = _answers.prompt_tokens(messages)
-
-        cost = prompt_tokens + (limit if limit is not None else length) * n
-        decision = self.limiter.check(key, cost, start)
-        if decision.limited is not None:
-            await self._rate_limited(wire, decision, model, request_id)
-            return True
-        rate_headers = decision.headers
-
-        fault = sim.fault if sim.has_fault else self.faults.pick(config.faults)
+        if not isinstance(admitted, Admitted):
+            return admitted
+        body, sim, request_id = admitted.body, admitted.sim, admitted.request_id
+        rate_headers, fault, start = admitted.rate_headers, admitted.fault, admitted.start
+        plan = _plan(body, sim, config)
+        model: str = body["model"]
+        prompt_key, length, limit, n = plan.prompt_key, plan.length, plan.limit, plan.n
+        prompt_tokens = plan.prompt_tokens
         stream = bool(body.get("stream"))
-        if fault is not None:
-            fault = (STREAM_EQUIVALENT if stream else NON_STREAM_EQUIVALENT).get(fault, fault)
-            c.faults_injected[fault] += 1
-            if fault == "handler_crash":
-                raise InjectedCrash("handler_crash fault injected")
-            done = await self._early_fault(wire, config, fault, rate_headers, request_id)
-            if done is not None:
-                return done
 
         dialect = sim.dialect or config.dialect
         options = body.get("stream_options") or {}
@@ -183,9 +140,6 @@ class ChatEndpoint:
             completion_tokens=completion_tokens,
             extras=None if extras.plain else extras,
         )
-        if fault == "stall_before_first_byte":
-            await trio.sleep(config.fault_params.stall_seconds)
-            start += config.fault_params.stall_seconds
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             ok = await self._stream(
@@ -315,7 +269,7 @@ class ChatEndpoint:
             return True
         if fault == "slow_trickle":
             await wire.send(head)
-            await _trickle(wire, params, body)
+            await trickle(wire, params, body)
             await wire.send(wire.end())
             return True
         await wire.send(head + wire.data(body) + wire.end())
@@ -343,7 +297,7 @@ class ChatEndpoint:
 
         steps = response.stream_steps(include_usage)
         if fault == "slow_trickle":
-            await _trickle(wire, params, b"".join(steps) + DONE)
+            await trickle(wire, params, b"".join(steps) + DONE)
             await wire.send(wire.end())
             return True
         paced = math.isfinite(tps)
@@ -374,13 +328,6 @@ class ChatEndpoint:
             response.chunk_head(),
         )
         return await _stream_fault(wire, fault, steps[split], steps[split + 1 :], error)
-
-
-async def _trickle(wire: Wire, params: FaultParams, payload: bytes) -> None:
-    step = params.trickle_bytes
-    for offset in range(0, len(payload), step):
-        await wire.send(wire.data(payload[offset : offset + step]))
-        await trio.sleep(params.trickle_interval)
 
 
 async def _stream_fault(
@@ -425,3 +372,28 @@ def _regroup(pieces: tuple[str, ...], size: int) -> tuple[str, ...]:
     if current:
         groups.append("".join(current))
     return tuple(groups)
+
+
+@attrs.frozen
+class _Plan:
+    """What a chat request will be answered with, as far as its cost needs to know."""
+
+    prompt_key: str
+    length: int
+    limit: int | None
+    n: int
+    prompt_tokens: int
+
+    @property
+    def cost(self) -> int:
+        """The tokens charged against `tpm`: the prompt and the most it may be answered."""
+        return self.prompt_tokens + (self.limit if self.limit is not None else self.length) * self.n
+
+
+def _plan(body: dict[str, Any], sim: Sim, config: ServerConfig) -> _Plan:
+    messages: list[dict[str, Any]] = body["messages"]
+    prompt_key = _answers.prompt_key(messages, body.get("seed"))
+    length = sim.answer_tokens or config.answer_tokens or _answers.default_answer_length(prompt_key)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    n: int = body.get("n") or 1
+    return _Plan(prompt_key, length, limit, n, _answers.prompt_tokens(messages))

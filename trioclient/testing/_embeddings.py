@@ -169,7 +169,7 @@ class EmbeddingsEndpoint:
     async def answer(self, wire: Wire, request: Request, config: ServerConfig) -> bool:
         """Answer one embeddings request; False means the connection must end."""
         admitted = await admit(
-            self.chat, wire, request, config, parse_embeddings_body, _cost, stream=lambda b: False
+            self.chat, wire, request, config, parse_embeddings_body, lambda body, sim: _cost(body), stream=lambda b: False
         )
         if not isinstance(admitted, Admitted):
             return admitted

@@ -17,10 +17,12 @@ from collections import deque
 from collections.abc import Iterable
 
 import attrs
+import trio
 
-from ._config import check_fault_name
+from ._config import FaultParams, check_fault_name
+from ._http import Wire
 
-__all__ = ["FaultPicker", "NON_STREAM_EQUIVALENT", "STREAM_EQUIVALENT"]
+__all__ = ["NON_STREAM_EQUIVALENT", "STREAM_EQUIVALENT", "FaultPicker", "InjectedCrash", "trickle"]
 
 #: What a stream-only fault becomes on a non-streaming response.
 NON_STREAM_EQUIVALENT: dict[str, str] = {
@@ -64,3 +66,16 @@ class FaultPicker:
                 return name
             roll -= probability
         return None
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the `handler_crash` fault to prove one broken handler is contained."""
+
+
+async def trickle(wire: Wire, params: FaultParams, payload: bytes) -> None:
+    """The `slow_trickle` fault: `payload` in `trickle_bytes` writes, one per
+    `trickle_interval`."""
+    step = params.trickle_bytes
+    for offset in range(0, len(payload), step):
+        await wire.send(wire.data(payload[offset : offset + step]))
+        await trio.sleep(params.trickle_interval)

@@ -31,9 +31,10 @@ import trio
 
 from . import _answers
 from ._admission import Admitted, admit, bad_type, send_json
-from ._chat import ChatEndpoint, _trickle
+from ._chat import ChatEndpoint
 from ._config import ServerConfig
 from ._errors import SERVER_ERROR_MESSAGE, error_body
+from ._faults import trickle
 from ._http import Request, Wire, frame, send_simple
 from ._render import SSE, json_dumps, response_headers
 from ._validate import BadRequest
@@ -130,7 +131,7 @@ class ResponsesEndpoint:
 
     async def answer(self, wire: Wire, request: Request, config: ServerConfig) -> bool:
         """Answer one request; False means the connection must end."""
-        admitted = await admit(self.chat, wire, request, config, parse_responses_body, _cost)
+        admitted = await admit(self.chat, wire, request, config, parse_responses_body, lambda body, sim: _cost(body))
         if not isinstance(admitted, Admitted):
             return admitted
         body, sim = admitted.body, admitted.sim
@@ -226,7 +227,7 @@ class ResponsesEndpoint:
         await wire.send(head)
         steps = response.stream_steps()
         if fault == "slow_trickle":
-            await _trickle(wire, config.fault_params, b"".join(steps))
+            await trickle(wire, config.fault_params, b"".join(steps))
             await wire.send(wire.end())
             return True
         paced = math.isfinite(tps)

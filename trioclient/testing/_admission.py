@@ -9,6 +9,7 @@ endpoint and a scripted fault goes to the next model request, whichever path it 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ from ._http import Request, Wire, send_simple
 from ._render import JSON, response_headers
 from ._validate import SIM_HEADER, BadRequest, Sim, authenticate, parse_sim
 
-__all__ = ["Admitted", "admit", "send_json"]
+__all__ = ["Admitted", "admit", "parse_model_input_body", "send_json"]
 
 
 class Endpoint(Protocol):
@@ -165,3 +166,24 @@ def bad_type(name: str, expected: str, value: object) -> BadRequest:
         name,
         "invalid_type",
     )
+
+
+def parse_model_input_body(raw: bytes) -> dict[str, Any]:
+    """The JSON body of an embeddings or responses request, with what both require
+    (an object, a string ``model``, an ``input``) checked as the API words it."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise bad_type("body", "an object", body)
+    model = body.get("model")
+    if model is None:
+        raise BadRequest("you must provide a model parameter")
+    if not isinstance(model, str):
+        raise bad_type("model", "a string", model)
+    if "input" not in body:
+        raise BadRequest(
+            "Missing required parameter: 'input'.", "input", "missing_required_parameter"
+        )
+    return body

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from . import _answers
-from ._admission import Admitted, admit, bad_type, send_json
+from ._admission import Admitted, admit, bad_type, parse_model_input_body, send_json
 from ._chat import ChatEndpoint
 from ._config import ServerConfig
 from ._errors import json_type_name
@@ -115,21 +115,7 @@ def _inputs(value: object) -> list[str | list[int]]:
 
 
 def parse_embeddings_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("We could not parse the JSON body of your request.") from None
-    if not isinstance(body, dict):
-        raise bad_type("body", "an object", body)
-    model = body.get("model")
-    if model is None:
-        raise BadRequest("you must provide a model parameter")
-    if not isinstance(model, str):
-        raise bad_type("model", "a string", model)
-    if "input" not in body:
-        raise BadRequest(
-            "Missing required parameter: 'input'.", "input", "missing_required_parameter"
-        )
+    body = parse_model_input_body(raw)
     body["_inputs"] = _inputs(body["input"])
     fmt = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):

@@ -30,7 +30,7 @@ import attrs
 import trio
 
 from . import _answers
-from ._admission import Admitted, admit, bad_type, send_json
+from ._admission import Admitted, admit, bad_type, parse_model_input_body, send_json
 from ._chat import ChatEndpoint
 from ._config import ServerConfig
 from ._errors import SERVER_ERROR_MESSAGE, error_body
@@ -85,21 +85,7 @@ def _messages_from_input(value: object) -> list[dict[str, Any]]:
 
 
 def parse_responses_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("We could not parse the JSON body of your request.") from None
-    if not isinstance(body, dict):
-        raise bad_type("body", "an object", body)
-    model = body.get("model")
-    if model is None:
-        raise BadRequest("you must provide a model parameter")
-    if not isinstance(model, str):
-        raise bad_type("model", "a string", model)
-    if "input" not in body:
-        raise BadRequest(
-            "Missing required parameter: 'input'.", "input", "missing_required_parameter"
-        )
+    body = parse_model_input_body(raw)
     body["_messages"] = _messages_from_input(body["input"])
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):

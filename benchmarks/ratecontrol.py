@@ -1,7 +1,7 @@
 """Rate control beside the seeds' SDK pattern, in real time: random 429s, a true rpm
 bucket, and two clients on one key.
 
-    python -m benchmarks.ratecontrol            # the three scenarios, about 3 minutes
+    python -m benchmarks.ratecontrol            # every scenario, about 4 minutes
     python -m benchmarks.ratecontrol --quick    # smaller sizes, about a minute
     python -m benchmarks.ratecontrol --out DIR  # somewhere else than benchmarks/results/
 
@@ -24,8 +24,12 @@ Scenarios and targets (issue 15):
   32 in flight: at least 0.97 of the allowed rate, fewer than 2 % of attempts 429;
 * ``shared``: two client processes on one key of 120 a minute, 100 requests each at 16
   in flight: together at least 0.9 of the allowed rate, fewer than 5 % of attempts 429;
-* ``bucket-plain`` (no target): the bucket again, trioclient as plain calls in a
-  nursery rather than a batch, so no header budgets: its rate controller alone paces.
+* ``bucket-plain``: the bucket again, trioclient as plain calls in a nursery rather
+  than a batch, paced by the client's header budget (the same targets as ``bucket``);
+* ``bucket-no-headers`` (no target): the same plain calls with
+  ``follow_rate_limit_headers=False``, as against a server that sends no
+  ``x-ratelimit-*`` headers: the rate controller alone paces;
+* ``shared-plain``: the two clients as plain calls (the same targets as ``shared``).
 
 The allowed rate is the bucket's: it starts full (``capacity`` requests at once), then
 refills at ``rpm / 60`` a second, so ``n`` requests need at least
@@ -56,6 +60,20 @@ MODEL = "bench-model"
 MESSAGES = [{"role": "user", "content": "Say something short."}]
 LATENCY = "uniform:0.05,0.15"  # time to first token, as the demo's server
 
+_BUCKET = {
+    "server": {"ttft": LATENCY, "tps": 400, "seed": 12, "rpm": 120},
+    "requests": 160,
+    "concurrency": 32,
+    "clients": 1,
+    "stream_share": 0.0,
+}
+_SHARED = {
+    "server": {"ttft": LATENCY, "tps": 400, "seed": 13, "rpm": 120},
+    "requests": 100,
+    "concurrency": 16,
+    "clients": 2,
+    "stream_share": 0.0,
+}
 #: name -> (server config, requests per client, in flight per client, clients, streaming share)
 SCENARIOS: dict[str, dict[str, Any]] = {
     "noise": {
@@ -71,32 +89,23 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "clients": 1,
         "stream_share": 0.5,
     },
-    "bucket": {
-        "server": {"ttft": LATENCY, "tps": 400, "seed": 12, "rpm": 120},
-        "requests": 160,
-        "concurrency": 32,
-        "clients": 1,
-        "stream_share": 0.0,
-    },
+    "bucket": _BUCKET,
     # The same bucket, trioclient as plain calls (one task per request, the client's
-    # limiter as the semaphore): no header budgets, so its rate controller paces.
-    "bucket-plain": {
-        "server": {"ttft": LATENCY, "tps": 400, "seed": 12, "rpm": 120},
-        "requests": 160,
-        "concurrency": 32,
-        "clients": 1,
-        "stream_share": 0.0,
-        "plain": True,
-    },
-    "shared": {
-        "server": {"ttft": LATENCY, "tps": 400, "seed": 13, "rpm": 120},
-        "requests": 100,
-        "concurrency": 16,
-        "clients": 2,
-        "stream_share": 0.0,
-    },
+    # limiter as the semaphore), paced by the client's header budget...
+    "bucket-plain": {**_BUCKET, "plain": True},
+    # ...and with the headers ignored: the rate controller alone.
+    "bucket-no-headers": {**_BUCKET, "plain": True, "no_headers": True},
+    "shared": _SHARED,
+    "shared-plain": {**_SHARED, "plain": True},
 }
-QUICK = {"noise": 150, "bucket": 140, "bucket-plain": 140, "shared": 75}
+QUICK = {
+    "noise": 150,
+    "bucket": 140,
+    "bucket-plain": 140,
+    "bucket-no-headers": 140,
+    "shared": 75,
+    "shared-plain": 75,
+}
 CONTENDERS = ("trioclient", "openai-sdk")
 
 
@@ -193,6 +202,7 @@ async def _trioclient(args: dict[str, Any]) -> dict[str, Any]:
         max_concurrent=args["concurrency"],
         retry=trioclient.RetryPolicy(max_retries=8),
         transport=counting,
+        follow_rate_limit_headers=not args.get("no_headers", False),
     ) as client:
         # Everyone starts together: the driver names the wall-clock instant.
         await trio.sleep(max(0.0, args["start_at"] - time.time()))
@@ -313,6 +323,7 @@ def _measure(name: str, scenario: dict[str, Any], contender: str, requests: int)
             "stream_share": scenario["stream_share"],
             "start_at": start_at,
             "plain": scenario.get("plain", False),
+            "no_headers": scenario.get("no_headers", False),
         }
         procs = [
             subprocess.Popen(
@@ -383,7 +394,13 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
             f"makespan {noise['makespan']:.1f} s <= SDK pattern's {sdk['makespan']:.1f} s: "
             f"{'PASS' if ok else 'FAIL'}"
         )
-    for name, fraction, share in (("bucket", 0.97, 0.02), ("shared", 0.9, 0.05)):
+    targets = (
+        ("bucket", 0.97, 0.02),
+        ("bucket-plain", 0.97, 0.02),
+        ("shared", 0.9, 0.05),
+        ("shared-plain", 0.9, 0.05),
+    )
+    for name, fraction, share in targets:
         row = by.get((name, "trioclient"))
         if row:
             ok = row["allowed_fraction"] >= fraction and row["share_429"] < share
@@ -480,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ratecontrol")
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument(
-        "--only", help="comma-separated scenarios: noise,bucket,bucket-plain,shared"
+        "--only", help="comma-separated scenarios: " + ",".join(SCENARIOS)
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--serve", help=argparse.SUPPRESS)

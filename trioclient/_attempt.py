@@ -38,7 +38,7 @@ from ._exceptions import (
     ResponseTooLargeError,
     status_error_class,
 )
-from ._pacer import PACER_EXTENSION
+from ._pacer import HEADER_BUDGET_EXTENSION, PACER_EXTENSION
 
 if TYPE_CHECKING:
     from ._models import ChatCompletion
@@ -124,7 +124,10 @@ async def send(sender: Sender, request: httpx.Request) -> httpx.Response:
         raise ValueError(f"cannot send this request: {exc}") from exc
     except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
         raise translate_transport_error(exc, request) from exc
-    pacer = request.extensions.get(PACER_EXTENSION)
+    extensions = request.extensions
+    pacer = extensions.get(PACER_EXTENSION)
+    if pacer is None:
+        pacer = extensions.get(HEADER_BUDGET_EXTENSION)  # the client's, for a plain call
     if pacer is not None:
         pacer.after_response(response)
     return response

@@ -68,7 +68,7 @@ from ._config import Timeout
 from ._endpoints import DEFAULT_URL, endpoint_for, usage_of
 from ._exceptions import APIError
 from ._models import ChatCompletion
-from ._pacing import Budgets, estimate_tokens
+from ._pacing import BudgetPass, Budgets, Sent, estimate_tokens
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ class _ItemPacer:
 
     __slots__ = (
         "_engine",
+        "_pass",
         "_sent",
         "attempt_started_at",
         "attempts",
@@ -146,19 +147,32 @@ class _ItemPacer:
         self.attempt_started_at = 0.0
         self.status_code: int | None = None
         self.request_id: str | None = None
-        self._sent = (0.0, 0.0, 0.0)
+        self._pass = BudgetPass(engine.budgets, tokens)
+        self._sent: Sent = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     async def before_attempt(self, request: httpx.Request) -> None:
+        await self._pass.wait()
+
+    def still_clear(self, request: httpx.Request) -> bool:
+        sent = self._pass.go()
+        if sent is None:
+            return False  # the budgets look spent after all: wait for them again
+        self._sent = sent
         engine = self._engine
-        await engine.budgets.acquire(self.tokens)
         self.attempts += 1
-        self.attempt_started_at = now = trio.current_time()
+        self.attempt_started_at = now = sent[2]
         if self.started_at is None:
             self.started_at = now
         else:
             engine.retries += 1
             engine.changed()
-        self._sent = engine.budgets.sent(self.tokens)
+        return True
+
+    def abandon(self, request: httpx.Request) -> None:
+        self._pass.abandon()
+
+    def after_attempt(self, request: httpx.Request) -> None:
+        self._engine.budgets.unanswered(self._sent)
 
     def after_response(self, response: httpx.Response) -> None:
         engine = self._engine

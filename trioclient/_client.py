@@ -32,6 +32,7 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
+from ._header_budget import HeaderBudget
 from ._model_list import Models
 from ._options import UNSET, CallOptions, check_mapping, retry_policy
 from ._proxy import resolve_proxy_routes
@@ -81,6 +82,13 @@ class ClientStatistics:
             429 judged to come from a budget this client exceeded).
         rate_limit_noise: The share of 429s the controller judged not caused by this
             client's rate (random refusals, another program on the same key).
+        header_pace: Requests a second the server's ``x-ratelimit-*`` headers allow
+            this client's plain calls now: the budget's refill times
+            :attr:`header_share`. ``None`` until an answer has described a requests
+            budget, and always with ``follow_rate_limit_headers=False``.
+        header_share: The share of the server's budget this client measured as its
+            own (1.0 alone on its key; about 0.5 beside one other client as busy), or
+            ``None`` as for :attr:`header_pace`.
     """
 
     requests_sent: int
@@ -97,6 +105,8 @@ class ClientStatistics:
     rate_limit_pace: float | None = None
     rate_limit_pauses: int = 0
     rate_limit_noise: float = 0.0
+    header_pace: float | None = None
+    header_share: float | None = None
 
 
 @attrs.frozen
@@ -211,6 +221,11 @@ class Client:
         max_response_bytes: Refuse a response body larger than this.
         budget: A :class:`RedisBudget` every attempt waits for, shared with the other
             processes on its key; the client closes it when it closes.
+        follow_rate_limit_headers: Pace every call by the server's budgets, as its
+            ``x-ratelimit-*`` headers describe them (the default): once an answer has
+            described one, an attempt that would overspend it waits (holding no
+            ``max_concurrent`` slot) instead of earning a 429. A batch paces its own
+            requests (its option of the same name). ``False`` ignores the headers.
 
     Raises:
         ValueError: no key, a ``base_url`` that is not a URL, a bad ``max_concurrent``.
@@ -238,6 +253,7 @@ class Client:
         trust_env: bool = True,
         keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
         budget: RedisBudget | None = None,
+        follow_rate_limit_headers: bool = True,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
@@ -281,7 +297,15 @@ class Client:
         }
         if budget is not None and not callable(getattr(budget, "pacer", None)):
             raise TypeError(f"budget must be a trioclient.RedisBudget, got {type(budget).__name__}")
-        self._requester = self._make_requester(Connection(limiter, budget), self._options)
+        if not isinstance(follow_rate_limit_headers, bool):
+            raise TypeError(
+                "follow_rate_limit_headers must be True or False, got "
+                f"{follow_rate_limit_headers!r}"
+            )
+        header_budget = HeaderBudget() if follow_rate_limit_headers else None
+        self._requester = self._make_requester(
+            Connection(limiter, budget, header_budget), self._options
+        )
         self.chat = ChatNamespace(self)
         self.models = Models(self._requester)
 
@@ -491,6 +515,10 @@ class Client:
         connection = self._requester.connection
         c = connection.counters
         rate = connection.gate.state()  # the rate controller's state
+        header_budget = connection.header_budget
+        header_pace, header_share = (
+            (None, None) if header_budget is None else header_budget.state()
+        )
         return ClientStatistics(
             requests_sent=c.sent,
             requests_succeeded=c.succeeded,
@@ -506,6 +534,8 @@ class Client:
             rate_limit_pace=rate.pace,
             rate_limit_pauses=rate.pauses,
             rate_limit_noise=rate.noise,
+            header_pace=header_pace,
+            header_share=header_share,
         )
 
     def build_request(

@@ -179,28 +179,42 @@ async def wait_to_send(
     controller = gate.controller
     passed = False
     paced = pacer is None
-    while True:
-        if not passed:
-            if not gate.try_pass():
+    still_clear = getattr(pacer, "still_clear", None)
+    try:
+        while True:
+            if not passed:
+                if not gate.try_pass():
+                    hold.give_back()
+                    await gate.wait_pass()
+                passed = True
+                version = controller.version
+            if not paced:
+                assert pacer is not None
+                # The budgets may wait a long time: never with a token in hand.
                 hold.give_back()
-                await gate.wait_pass()
-            passed = True
-            version = controller.version
-        if not paced:
-            assert pacer is not None
-            # The budgets may wait a long time: never with a token in hand.
-            hold.give_back()
-            await pacer.before_attempt(request)
-            paced = True
-            if controller.version != version or gate.reopens_at > trio.current_time():
-                passed = False  # a pause or a new pace began during the budget wait
+                await pacer.before_attempt(request)
+                paced = True
+                if controller.version != version or gate.reopens_at > trio.current_time():
+                    passed = False  # a pause or a new pace began during the budget wait
+                    continue
+            if not hold.held:
+                await hold.take()
+                if controller.version != version:
+                    passed = False  # a pause or a new pace began while we waited for it
+                    continue
+            if still_clear is not None and not still_clear(request):
+                # The budget the pacer passed looks spent now (fresher readings came
+                # while we waited for the token): back to waiting, without the token.
+                hold.give_back()
+                paced = False
                 continue
-        if not hold.held:
-            await hold.take()
-            if controller.version != version:
-                passed = False  # a pause or a new pace began while we waited for the token
-                continue
-        return
+            return
+    except BaseException:
+        # Cancelled (or failed) before sending: what the pacer reserved is given back.
+        abandon = getattr(pacer, "abandon", None)
+        if abandon is not None:
+            abandon(request)
+        raise
 
 
 def backoff_ceiling(policy: RetryPolicy, retry_number: int) -> float:

@@ -14,18 +14,31 @@ from typing import Protocol
 
 import httpx
 
-__all__ = ["PACER_EXTENSION", "Pacer"]
+__all__ = ["HEADER_BUDGET_EXTENSION", "PACER_EXTENSION", "Pacer"]
 
 #: The ``httpx.Request.extensions`` key under which a request carries its :class:`Pacer`.
 PACER_EXTENSION = "trioclient.pacer"
+#: The key under which a request without a pacer of its own carries its client's
+#: :class:`~trioclient._header_budget.HeaderBudget` (a pacer too, consulted only once
+#: the server's headers have described a budget).
+HEADER_BUDGET_EXTENSION = "trioclient.header_budget"
 
 
 class Pacer(Protocol):
     """What the request path asks of a pacer.
 
-    A pacer may also have ``after_usage(usage)``: the request path calls it, when it is
-    there, with the true token usage of an answer (a shared budget corrects what it
-    charged by estimate).
+    A pacer may also have these; the request path calls each when it is there:
+
+    - ``still_clear(request) -> bool``: right before the attempt is sent, a
+      ``max_concurrent`` slot in hand (which may have taken a while). ``True``: the
+      attempt goes now, and the pacer counts it as sent. ``False``: the budget looks
+      spent after all; the slot is given back and ``before_attempt`` is awaited again.
+    - ``abandon(request)``: the attempt ``before_attempt`` let through will not be sent
+      (cancelled while it waited for its slot): give back what it reserved.
+    - ``after_attempt(request)``: the attempt sent is over, answered or not (after
+      ``after_response``, if there was an answer).
+    - ``after_usage(usage)``: the true token usage of an answer (a shared budget
+      corrects what it charged by estimate).
     """
 
     async def before_attempt(self, request: httpx.Request) -> None:

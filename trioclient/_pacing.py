@@ -8,7 +8,10 @@ the request path consults through a :class:`Pacer` before every attempt.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import math
+import operator
 from typing import Any
 
 import attrs
@@ -17,7 +20,10 @@ import trio
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
+    "BudgetPass",
     "Budgets",
+    "Reservation",
+    "Sent",
     "TokenBucket",
     "estimate_tokens",
     "parse_reset_duration",
@@ -258,21 +264,75 @@ class TokenBucket:
         self._changed = trio.Event()
 
 
+#: The share of a server budget this client spends is measured over the readings of
+#: at least this long (seconds)...
+SHARE_WINDOW_SECONDS = 4.0
+#: ...and of at least this many tokens' refill: the ``remaining`` headers are whole
+#: numbers, so a window of a few tokens would measure little but rounding.
+SHARE_WINDOW_TOKENS = 8.0
+#: The least share of the refill a client projects for itself, however much of the
+#: budget others spend (fresh readings still show it every token left).
+MIN_SHARE = 0.05
+#: What each client is credited beyond its spending when the share is worked out, as a
+#: share of the window's refill: it lets a client that spends little now claim more
+#: (a newcomer on a key another client has been draining), so clients converge on
+#: equal shares rather than keeping whatever split they started with.
+SHARE_PROBE = 0.2
+#: How far the refill rate worked out from the headers may be off (a share of it):
+#: spending by others that small is not told apart from the estimate's error.
+SHARE_RATE_ERROR = 0.05
+
+
 @attrs.define(eq=False)
 class _HeaderLimit:
-    """One of the server's limits (requests or tokens) as its headers describe it."""
+    """One of the server's limits (requests or tokens) as its headers describe it.
+
+    **Others on the same key.** Each reading says what the server had left; between
+    readings the bucket is projected forward by its refill, less what this client sends.
+    Another program spending the same key is invisible to that projection: two clients
+    on one key would each count the whole refill as theirs, and together send twice what
+    it allows. So the readings are also used to measure who spends the budget. Between
+    two readings the server's own level fell by what was spent (refill aside); what this
+    client spent of it is known (its attempts sent between them, less those refused).
+    Over a window of a few seconds, this client's **share** of the spending is
+    ``own / (own + others)``, and the projection refills at the server's rate times that
+    share. Clients that all do this settle on splitting the refill between them; a share
+    credit (:data:`SHARE_PROBE`) moves them towards equal shares, and a client left alone
+    measures a share of one again within a window.
+    """
 
     name: str
     sent: float = 0.0  # cost of the attempts sent so far (all, known limit or not)
     unsent: float = 0.0  # cost reserved in `bucket` by attempts not yet sent
+    refused: float = 0.0  # cost of the attempts answered 429 so far (they spent nothing)
     limit: float = 0.0
+    rate: float = 0.0  # the server's refill, tokens a second
     best_deficit: float = 0.0
     freshest: float = -1.0  # `sent` ticket of the response last applied
+    share: float = 1.0  # this client's share of the spending (see the class docstring)
     bucket: TokenBucket | None = None
+    # The readings applied in the share window: (sent_at, spent in all, spent by us,
+    # refused so far, older), the spending as running totals since the first reading;
+    # and the last reading's (remaining, sent_at, ticket, refused so far).
+    _window: collections.deque[tuple[float, float, float, float, float]] = attrs.field(
+        factory=collections.deque
+    )
+    _last: tuple[float, float, float, float] | None = None
 
     def observe(
-        self, headers: httpx.Headers, sent_ticket: float, sent_at: float, margin: float
+        self,
+        headers: httpx.Headers,
+        sent_ticket: float,
+        sent_at: float,
+        margin: float,
+        older: float = 0.0,
+        cost: float = 0.0,
+        refused: bool = False,
     ) -> None:
+        """Apply one answer's reading: ``sent_ticket``, ``sent_at`` and ``older`` are its
+        attempt's (see :data:`Sent`): the attempts before it that were not over when
+        it went may reach the server after it, so they count as still to come.
+        ``cost`` is the attempt's own, and ``refused`` whether it was answered 429."""
         limit = _header_number(headers.get(f"x-ratelimit-limit-{self.name}"))
         remaining = _header_number(headers.get(f"x-ratelimit-remaining-{self.name}"))
         reset_text = headers.get(f"x-ratelimit-reset-{self.name}")
@@ -282,6 +342,8 @@ class _HeaderLimit:
         remaining = min(remaining, limit)
         if limit != self.limit:
             self.limit, self.best_deficit = limit, 0.0
+            self._window.clear()
+            self._last = None
         # The refill rate is the deficit over the time to refill it. `remaining` is
         # rounded down (by up to one token), so a small deficit gives a poor rate: take
         # a reading that is precise (deficit >= 50) or better than any seen before.
@@ -289,22 +351,79 @@ class _HeaderLimit:
         if reset is not None and reset > 0 and deficit > 0:
             if deficit >= 50 or deficit >= self.best_deficit:
                 self.best_deficit = max(deficit, self.best_deficit if deficit < 50 else 0)
-                rate = max(deficit - 0.5, 0.5) / reset
+                self.rate = max(deficit - 0.5, 0.5) / reset
                 if self.bucket is None:
-                    self.bucket = TokenBucket.starting_at(rate, limit, limit)
-                else:
-                    self.bucket.rate = rate
-                    self.bucket.capacity = limit
+                    self.bucket = TokenBucket.starting_at(self.rate, limit, limit)
+                self.bucket.capacity = limit
         bucket = self.bucket
-        if bucket is None or sent_ticket <= self.freshest:
-            return  # no rate known yet, or an older reading than one already applied
+        if bucket is None:
+            return  # no rate known yet
+        if sent_ticket <= self.freshest:
+            # An older attempt's answer, come after that of the reading applied last
+            # (so it was not over when that one went, and that reading counted it as
+            # still to come). If its reading shows more left than the applied one
+            # could, refill included, it reached the server first: it is not to come,
+            # and its cost goes back to the projection. So is a refused one's.
+            last = self._last
+            if last is not None and cost and (
+                refused
+                or remaining > last[0] + 1 + self.rate * (trio.current_time() - min(sent_at, last[1]))
+            ):
+                bucket.adjust(cost)
+            return
         self.freshest = sent_ticket
+        self._measure_share(remaining, sent_at, sent_ticket, older)
+        share = self.share
+        bucket.rate = self.rate * share
         now = trio.current_time()
         # The server's level when it answered, refilled since, less what we sent after
-        # that request and what is reserved to go: the level the next attempt meets.
-        level = min(limit, remaining + bucket.rate * max(0.0, now - sent_at))
-        level -= self.sent - sent_ticket
+        # that request and the older attempts it may not have seen yet: the level the
+        # next attempt meets, less what is reserved to go. Others on the key see the
+        # same tokens left and the same refill: of both, this client counts its share
+        # only, or they would all reach for the same token.
+        level = share * min(limit, remaining + self.rate * max(0.0, now - sent_at))
+        level -= self.sent - sent_ticket + older
         bucket.set_level(level - self.unsent - margin)
+
+    def _measure_share(self, remaining: float, sent_at: float, ticket: float, older: float) -> None:
+        """Add a reading to the share window and work out this client's share."""
+        window = self._window
+        last = self._last
+        self._last = (remaining, sent_at, ticket, self.refused)
+        if last is None:
+            window.append((sent_at, 0.0, 0.0, self.refused, older))
+            return
+        last_remaining, last_at, last_ticket, last_refused = last
+        # What the server's level lost between the two readings (it cannot refill past
+        # its limit), and what of that was ours: our attempts sent in between, less
+        # those refused (a refusal spends nothing).
+        spent = min(self.limit, last_remaining + self.rate * max(0.0, sent_at - last_at)) - remaining
+        ours = (ticket - last_ticket) - (self.refused - last_refused)
+        _, spent_total, ours_total, _, _ = window[-1]
+        window.append((sent_at, spent_total + spent, ours_total + ours, self.refused, older))
+        span = max(SHARE_WINDOW_SECONDS, SHARE_WINDOW_TOKENS / self.rate if self.rate else 0.0)
+        while len(window) > 2 and window[1][0] <= sent_at - span:
+            window.popleft()
+        first_at, first_spent, first_ours, first_refused, first_older = window[0]
+        # Ours: what was sent between the window's readings, and the attempts older than
+        # its first that were not over then (the server may have seen them since).
+        ours = max(0.0, window[-1][2] - first_ours + first_older)
+        # Beyond what the readings' own error explains: each `remaining` is rounded
+        # down (a token at either end of the window) and the refill rate is an
+        # estimate; a client alone must not take that noise for another's spending.
+        noise = 1.0 + SHARE_RATE_ERROR * self.rate * (sent_at - first_at)
+        others = max(0.0, window[-1][1] - first_spent - ours - noise)
+        # Each side is credited a little (only once others are seen at all, so a client
+        # alone keeps a share of exactly one), unless this client met a 429 in the window:
+        # the credit is the additive increase, and a refusal says the clients together
+        # claim too much already.
+        refused = self.refused > first_refused
+        credit = SHARE_PROBE * self.rate * max(sent_at - first_at, 1.0) * (0.5 if refused else 1.0)
+        share = (ours + credit) / (ours + credit + others + min(others, credit))
+        self.share = max(MIN_SHARE, min(1.0, share))
+
+
+_first = operator.itemgetter(0)
 
 
 def _header_number(value: str | None) -> float | None:
@@ -315,6 +434,49 @@ def _header_number(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) and number >= 0 else None
+
+
+#: One attempt as :meth:`Budgets.sent` counted it: ``(requests_ticket, tokens_ticket,
+#: sent_at, tokens, older_requests, older_tokens)``. The tickets are the running totals
+#: sent so far, this attempt included; the ``older`` pair is the count and the tokens of
+#: the attempts sent before it and not over when it went. The server may admit those
+#: after this one (attempts do not reach it in the order they were counted: one waits
+#: for a new connection while a later one takes an idle one, and tasks woken together
+#: run in any order), so a reading of its answer counts them as still to come.
+Sent = tuple[float, float, float, float, float, float]
+
+
+@attrs.define(eq=False)
+class Reservation:
+    """What :meth:`Budgets.acquire` reserved for one attempt, until the attempt is sent
+    (:meth:`Budgets.sent`) or given up (:meth:`Budgets.abandon`).
+
+    Between passing its budgets and going on the wire, an attempt may wait a while
+    longer (for a ``max_concurrent`` slot). Until it goes, its cost stays *reserved*
+    in the header budgets, not counted as sent: the server has not seen it, and a
+    reading of an answer meanwhile must neither count it as spent (which would
+    project the server's budget too high: the reading's own ticket is later than
+    ours, so ours would be taken as already in that reading) nor offer its share to
+    another attempt.
+    """
+
+    tokens: int
+    #: Each bucket, the ticket reserved in it, and the cost.
+    buckets: list[tuple[TokenBucket, float, float]] = attrs.Factory(list)
+    #: Each header limit and the cost held in its ``unsent``.
+    held: list[tuple[_HeaderLimit, float]] = attrs.Factory(list)
+
+    def covered(self) -> bool:
+        """Whether every bucket still covers its ticket now: a fresher reading of the
+        server's headers, while the attempt waited for its slot, may have shown the
+        budget lower than projected (sent then, the attempt would earn a 429)."""
+        now = trio.current_time()
+        return all(bucket.ready_at(ticket) <= now for bucket, ticket, _ in self.buckets)
+
+    async def wait_again(self) -> None:
+        """Wait, without reserving anew, until every bucket covers its ticket again."""
+        for bucket, ticket, _ in self.buckets:
+            await bucket.wait(ticket)
 
 
 @attrs.define(eq=False)
@@ -349,6 +511,10 @@ class Budgets:
         init=False, factory=lambda: _HeaderLimit("requests")
     )
     header_tokens: _HeaderLimit = attrs.field(init=False, factory=lambda: _HeaderLimit("tokens"))
+    # The attempts sent and not over yet, in the order they were counted (what `sent`
+    # returned for each), and the sum of their tokens.
+    _unanswered: list[Sent] = attrs.field(init=False, factory=list)
+    _unanswered_tokens: float = attrs.field(init=False, default=0.0)
 
     def __attrs_post_init__(self) -> None:
         for name in ("rpm", "tpm"):
@@ -368,60 +534,141 @@ class Budgets:
             per_second = self.tpm / 60.0
             self.tpm_bucket = TokenBucket.starting_at(per_second, per_second, per_second)
 
-    async def acquire(self, tokens: int) -> None:
+    async def acquire(self, tokens: int) -> Reservation:
         """Wait until an attempt costing ``tokens`` may be sent.
 
         Every budget is reserved at the same moment, then waited for in turn (so the
         wait is the longest of them, not their sum). Cancelled while waiting, the
-        reservations are given back.
+        reservations are given back. Returns them: pass the :class:`Reservation` to
+        :meth:`sent` when the attempt goes, or to :meth:`abandon` if it never does.
         """
-        reserved: list[tuple[TokenBucket, float, float]] = []
+        reservation = Reservation(tokens)
+        reserved = reservation.buckets
         if self.rpm_bucket is not None:
             reserved.append((self.rpm_bucket, self.rpm_bucket.reserve(1), 1.0))
         if self.tpm_bucket is not None:
             # A request larger than the whole bucket waits for its debt, never forever.
             reserved.append((self.tpm_bucket, self.tpm_bucket.reserve(tokens), float(tokens)))
-        header_reserved: list[tuple[_HeaderLimit, float]] = []
         if self.follow_headers:
             for limit, cost in ((self.header_requests, 1.0), (self.header_tokens, float(tokens))):
                 if limit.bucket is not None:
                     reserved.append((limit.bucket, limit.bucket.reserve(cost), cost))
                     limit.unsent += cost
-                    header_reserved.append((limit, cost))
+                    reservation.held.append((limit, cost))
         try:
             for bucket, ticket, _ in reserved:
                 await bucket.wait(ticket)
         except BaseException:
-            for bucket, _, cost in reserved:
-                bucket.adjust(cost)
-            for limit, cost in header_reserved:
-                limit.unsent -= cost
+            self.abandon(reservation)
             raise
-        for limit, cost in header_reserved:
-            limit.unsent -= cost
+        return reservation
 
-    def sent(self, tokens: int) -> tuple[float, float, float]:
-        """Count an attempt as sent now; returns ``(requests_ticket, tokens_ticket, time)``."""
+    def abandon(self, reservation: Reservation) -> None:
+        """Give back what ``reservation`` holds: its attempt will not be sent."""
+        for bucket, _, cost in reservation.buckets:
+            bucket.adjust(cost)
+        for limit, cost in reservation.held:
+            limit.unsent -= cost
+        reservation.buckets.clear()
+        reservation.held.clear()
+
+    def sent(self, tokens: int, reservation: Reservation | None = None) -> Sent:
+        """Count an attempt as sent now (settling its ``reservation``, if it was paced);
+        returns its :data:`Sent`, to give back to :meth:`observe` with its answer, or
+        to :meth:`unanswered` if none comes."""
+        if reservation is not None:
+            for limit, cost in reservation.held:
+                limit.unsent -= cost
+            reservation.buckets.clear()
+            reservation.held.clear()
         self.header_requests.sent += 1
         self.header_tokens.sent += tokens
-        return (self.header_requests.sent, self.header_tokens.sent, trio.current_time())
+        unanswered = self._unanswered
+        sent = (
+            self.header_requests.sent,
+            self.header_tokens.sent,
+            trio.current_time(),
+            tokens,
+            float(len(unanswered)),
+            self._unanswered_tokens,
+        )
+        if self.follow_headers:
+            unanswered.append(sent)
+            self._unanswered_tokens += tokens
+        return sent
 
-    def observe(self, response: httpx.Response, sent: tuple[float, float, float]) -> None:
+    def unanswered(self, sent: Sent) -> None:
+        """The attempt ``sent`` is over (answered or not): no longer awaited."""
+        unanswered = self._unanswered
+        at = bisect.bisect_left(unanswered, sent[0], key=_first)
+        if at < len(unanswered) and unanswered[at][0] == sent[0]:
+            del unanswered[at]
+            self._unanswered_tokens -= sent[3]
+
+    def observe(self, response: httpx.Response, sent: Sent) -> None:
         """Read a response's rate-limit headers (any status) against the attempt's send."""
         if not self.follow_headers:
             return
+        self.unanswered(sent)
+        refused = response.status_code == 429
+        if refused:
+            # A refused attempt spent nothing of either budget (servers check both
+            # before charging either): what this client spent is counted without it.
+            self.header_requests.refused += 1
+            self.header_tokens.refused += sent[3]
         headers = response.headers
         if "x-ratelimit-remaining-requests" in headers:
             limit = self.header_requests
             margin = max(0.25, self.header_margin * limit.limit)
-            limit.observe(headers, sent[0], sent[2], margin)
+            limit.observe(headers, sent[0], sent[2], margin, sent[4], 1.0, refused)
         if "x-ratelimit-remaining-tokens" in headers:
             limit = self.header_tokens
             margin = max(0.25, self.header_margin * limit.limit)
-            limit.observe(headers, sent[1], sent[2], margin)
+            limit.observe(headers, sent[1], sent[2], margin, sent[5], sent[3], refused)
 
     def refund_tokens(self, tokens: float) -> None:
         """Correct the caller's token budget by ``tokens`` (positive: the estimate was
         too high; negative: the answer cost more than estimated)."""
         if self.tpm_bucket is not None:
             self.tpm_bucket.adjust(tokens)
+
+
+@attrs.define(eq=False)
+class BudgetPass:
+    """One request's way through :class:`Budgets`, attempt by attempt.
+
+    A pacer (:class:`~trioclient._pacer.Pacer`) drives it: :meth:`wait` in
+    ``before_attempt``; :meth:`go` in ``still_clear``, right before the attempt is sent
+    (a ``max_concurrent`` slot in hand), which counts it as sent if the budgets still
+    cover it; :meth:`abandon` in ``abandon``, if it will not be sent after all. Sent
+    back to :meth:`wait` (``go`` said no), it waits on the reservation it has instead
+    of queueing again at the back.
+    """
+
+    budgets: Budgets
+    tokens: int
+    pending: Reservation | None = None
+
+    async def wait(self) -> None:
+        """Wait until the budgets have room for the next attempt."""
+        if self.pending is not None:
+            await self.pending.wait_again()
+        else:
+            self.pending = await self.budgets.acquire(self.tokens)
+
+    def go(self) -> Sent | None:
+        """The attempt goes now, if the budgets still cover it: what
+        :meth:`Budgets.sent` returns (for :meth:`Budgets.observe`), or ``None`` to wait
+        again. An attempt not paced by :meth:`wait` simply goes."""
+        pending = self.pending
+        if pending is not None:
+            if not pending.covered():
+                return None
+            self.pending = None
+        return self.budgets.sent(self.tokens, pending)
+
+    def abandon(self) -> None:
+        """The attempt will not be sent: give back what it reserved."""
+        if self.pending is not None:
+            self.budgets.abandon(self.pending)
+            self.pending = None

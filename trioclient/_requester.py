@@ -18,7 +18,8 @@ A request's life, in order:
    retries and their waits included, so a retry never needs a new slot nor jumps the
    queue;
 3. the 429 gate (:mod:`trioclient._gate`), and the request's pacer if a batch gave it
-   one;
+   one, else the server's budgets as its ``x-ratelimit-*`` headers describe them
+   (:mod:`trioclient._header_budget`), once an answer has;
 4. one attempt (:mod:`trioclient._attempt`) under its own deadlines;
 5. on a retryable error, a sleep as the :class:`~trioclient.RetryPolicy` says (a 429
    closes the gate for everyone instead), unless the next attempt would start after the
@@ -42,10 +43,11 @@ from ._body import encode_body
 from ._config import Timeout
 from ._exceptions import APIError, APIStatusError, RateLimitError
 from ._gate import RateLimitGate, TokenHold, backoff_ceiling, wait_to_send
-from ._pacer import PACER_EXTENSION, Pacer
+from ._pacer import HEADER_BUDGET_EXTENSION, PACER_EXTENSION, Pacer
 from ._retry import RetryPolicy, retry_after_seconds
 
 if TYPE_CHECKING:
+    from ._header_budget import HeaderBudget
     from ._models import Usage
     from ._shared_budget import RedisBudget
 
@@ -89,16 +91,30 @@ class Counters:
 
 class Connection:
     """What a client and its ``with_options`` copies share: the sender (transport), the
-    limiter, the 429 gate, the counters, a shared (Redis) budget if any, and whether it
-    is open."""
+    limiter, the 429 gate, the counters, a shared (Redis) budget if any, the server's
+    budgets as its headers describe them (unless the client ignores them), and whether
+    it is open."""
 
-    __slots__ = ("budget", "counters", "gate", "limiter", "rng", "sender", "state")
+    __slots__ = (
+        "budget",
+        "counters",
+        "gate",
+        "header_budget",
+        "limiter",
+        "rng",
+        "sender",
+        "state",
+    )
 
     def __init__(
-        self, limiter: trio.CapacityLimiter, budget: RedisBudget | None = None
+        self,
+        limiter: trio.CapacityLimiter,
+        budget: RedisBudget | None = None,
+        header_budget: HeaderBudget | None = None,
     ) -> None:
         self.limiter = limiter
         self.budget = budget
+        self.header_budget = header_budget
         self.gate = RateLimitGate()
         self.counters = Counters()
         self.rng = random.Random()
@@ -226,6 +242,9 @@ class Requester:
             pacer = budget.pacer(body, pacer)  # wraps a batch's own pacer, if any
         if pacer is not None:
             extensions[PACER_EXTENSION] = pacer
+        elif self.connection.header_budget is not None:
+            # No pacer of its own: the client's reading of the server's headers paces it.
+            self.connection.header_budget.tag(extensions, path, body)
         # The `stream=` form takes the headers as given (httpx adds none), so the
         # complete head is built here once, not re-derived per request; `read()` makes
         # the body replayable (for retries and respx).
@@ -285,10 +304,21 @@ class Requester:
         is_retryable = retry.is_retryable if retryable is None else retryable
         retries = 0
         pacer = request.extensions.get(PACER_EXTENSION)
+        header_budget: HeaderBudget | None = None
+        if pacer is None:
+            header_budget = request.extensions.get(HEADER_BUDGET_EXTENSION)
         while True:
-            # The gate, the budgets, then a token: no token is held while waiting.
-            if pacer is not None or not hold.held or not gate.is_open():
-                await wait_to_send(gate, pacer, request, hold)
+            # The gate, the budgets, then a token: no token is held while waiting. A
+            # plain call waits for the server's budget once its headers described one.
+            paced = pacer
+            if header_budget is not None and header_budget.known:
+                paced = header_budget
+            if paced is not None or not hold.held or not gate.is_open():
+                await wait_to_send(gate, paced, request, hold)
+                if paced is None and header_budget is not None and header_budget.known:
+                    continue  # an answer described the budget while we waited
+            if header_budget is not None and paced is None:
+                header_budget.on_sent(request)  # (a paced attempt was counted as it passed)
             counters.sent += 1
             counters.in_flight += 1
             sent_at = trio.current_time()
@@ -302,6 +332,9 @@ class Requester:
                 return result
             finally:
                 counters.in_flight -= 1
+                after_attempt = getattr(pacer or header_budget, "after_attempt", None)
+                if after_attempt is not None:
+                    after_attempt(request)
             will_retry = is_retryable(error)
             delay = retry.delay(retries, error, connection.rng) if will_retry else 0.0
             if isinstance(error, RateLimitError):

@@ -494,17 +494,41 @@ class RedisBudget:
 class _SharedPacer:
     """One request's side of a :class:`RedisBudget` (and of an inner pacer, if any)."""
 
-    __slots__ = ("budget", "inner", "tokens")
+    __slots__ = ("budget", "charged", "inner", "tokens")
 
     def __init__(self, budget: RedisBudget, tokens: int, inner: Pacer | None) -> None:
         self.budget = budget
         self.tokens = tokens
         self.inner = inner
+        self.charged = False  # this attempt's cost is reserved in Redis, not yet sent
 
     async def before_attempt(self, request: httpx.Request) -> None:
-        await self.budget.acquire(self.tokens)
+        if not self.charged:  # (awaited again when the inner pacer's budget ran dry)
+            await self.budget.acquire(self.tokens)
+            self.charged = True
         if self.inner is not None:
             await self.inner.before_attempt(request)
+
+    def still_clear(self, request: httpx.Request) -> bool:
+        still_clear = getattr(self.inner, "still_clear", None)
+        if still_clear is not None and not still_clear(request):
+            return False  # waits for the inner pacer again; Redis is not charged twice
+        self.charged = False
+        return True
+
+    def after_attempt(self, request: httpx.Request) -> None:
+        after_attempt = getattr(self.inner, "after_attempt", None)
+        if after_attempt is not None:
+            after_attempt(request)
+
+    def abandon(self, request: httpx.Request) -> None:
+        abandon = getattr(self.inner, "abandon", None)
+        if abandon is not None:
+            abandon(request)
+        if self.charged:
+            # The attempt never went: the shared budget gets its reservation back.
+            self.charged = False
+            self.budget.correct(requests=-1, tokens=-self.tokens)
 
     def after_response(self, response: httpx.Response) -> None:
         budget = self.budget

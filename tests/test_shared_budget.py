@@ -490,6 +490,57 @@ async def test_cli_batch_redis_mistakes_are_one_line(
     assert message in line and PASSWORD not in line
 
 
+async def test_an_attempt_abandoned_before_sending_gives_its_charge_back(
+    redis: RedisServer,
+) -> None:
+    # Charged in Redis, then cancelled while waiting for its slot: it never went.
+    budget = RedisBudget(redis.url, key="abandoned", tpm=600_000)  # 100 µs a token
+    now = budget._fake_now_us = 15_000_000_000_000
+    pacer = budget.pacer(BODY)
+    estimate = trioclient._pacing.estimate_tokens(BODY)
+    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    with trio.fail_after(10):
+        await pacer.before_attempt(request)
+        assert tat(redis, "abandoned", "t") == now + estimate * 100
+        pacer.abandon(request)  # type: ignore[attr-defined]
+        await budget.flush()
+        assert tat(redis, "abandoned", "t") == now
+        await budget.aclose()
+
+
+async def test_an_attempt_sent_back_by_its_inner_pacer_is_charged_once(
+    redis: RedisServer,
+) -> None:
+    # The inner (batch) pacer's budget looked spent when the slot came: the attempt
+    # waits for the inner pacer again, and Redis is not charged a second time.
+    class Inner:
+        def __init__(self) -> None:
+            self.clear = [False, True]
+
+        async def before_attempt(self, request: httpx.Request) -> None:
+            pass
+
+        def after_response(self, response: httpx.Response) -> None:
+            pass
+
+        def still_clear(self, request: httpx.Request) -> bool:
+            return self.clear.pop(0)
+
+    budget = RedisBudget(redis.url, key="again", tpm=600_000)
+    now = budget._fake_now_us = 15_000_000_000_000
+    pacer = budget.pacer(BODY, Inner())
+    estimate = trioclient._pacing.estimate_tokens(BODY)
+    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    with trio.fail_after(10):
+        await pacer.before_attempt(request)
+        assert not pacer.still_clear(request)  # type: ignore[attr-defined]
+        await pacer.before_attempt(request)
+        assert pacer.still_clear(request)  # type: ignore[attr-defined]
+        await budget.flush()
+        assert tat(redis, "again", "t") == now + estimate * 100
+        await budget.aclose()
+
+
 async def test_a_429_gives_its_tokens_back(redis: RedisServer) -> None:
     budget = RedisBudget(redis.url, key="refused", tpm=600_000)  # 100 µs a token
     now = budget._fake_now_us = 15_000_000_000_000

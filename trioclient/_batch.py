@@ -148,7 +148,7 @@ class _ItemPacer:
         self.status_code: int | None = None
         self.request_id: str | None = None
         self._pass = BudgetPass(engine.budgets, tokens)
-        self._sent: Sent = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        self._sent: Sent = (0.0, 0.0, 0.0, 0.0)
 
     async def before_attempt(self, request: httpx.Request) -> None:
         await self._pass.wait()

@@ -14,8 +14,9 @@ processes on the same key take their share of it rather than all of it (see
 
 A request that carries its own pacer (a batch's item, a Redis budget) is paced by that
 pacer alone; its spending shows here as another client's, which is what it is to this
-budget. Until an answer describes a budget, the only cost on the hot path is a look for
-the header in each answer.
+budget. Until an answer describes a budget, an attempt waits for nothing: it is only
+counted as it goes and as it ends (so the first readings know which attempts were
+still on their way), and each answer is looked at for the headers.
 """
 
 from __future__ import annotations

@@ -287,18 +287,29 @@ SHARE_RATE_ERROR = 0.05
 class _HeaderLimit:
     """One of the server's limits (requests or tokens) as its headers describe it.
 
-    **Others on the same key.** Each reading says what the server had left; between
-    readings the bucket is projected forward by its refill, less what this client sends.
-    Another program spending the same key is invisible to that projection: two clients
-    on one key would each count the whole refill as theirs, and together send twice what
-    it allows. So the readings are also used to measure who spends the budget. Between
-    two readings the server's own level fell by what was spent (refill aside); what this
-    client spent of it is known (its attempts sent between them, less those refused).
-    Over a window of a few seconds, this client's **share** of the spending is
-    ``own / (own + others)``, and the projection refills at the server's rate times that
-    share. Clients that all do this settle on splitting the refill between them; a share
-    credit (:data:`SHARE_PROBE`) moves them towards equal shares, and a client left alone
-    measures a share of one again within a window.
+    **The latest reading.** Each answer says what the server had left when it admitted
+    that attempt. Attempts do not reach the server in the order they were sent (one
+    waits for a new connection while a later one takes an idle one; tasks woken together
+    run in any order), and their answers come back in yet another order. So the reading
+    that describes the server best is not the last to arrive but the one admitted last:
+    the lowest level once the refill between them is allowed for, or one whose attempt
+    went after the answer of the reading applied before had come. From it the bucket is
+    projected forward: its level, refilled since, less what may have reached the server
+    after it (every attempt still on its way) and less what is reserved to go. An
+    attempt counted as on its way whose answer then shows it reached the server first
+    gives its cost back.
+
+    **Others on the same key.** Another program spending the same key is invisible to
+    that projection: two clients on one key would each count the whole refill as
+    theirs, and together send twice what it allows. So the readings are also used to
+    measure who spends the budget. Between two readings the server's own level fell by
+    what was spent (refill aside); what this client spent of it is known within the
+    attempts on their way (less those refused). Over a window of a few seconds, this
+    client's **share** of the spending is ``own / (own + others)``, and the projection
+    refills at the server's rate times that share. Clients that all do this settle on
+    splitting the refill between them; a share credit (:data:`SHARE_PROBE`) moves them
+    towards equal shares, and a client left alone measures a share of one again within
+    a window.
     """
 
     name: str
@@ -308,31 +319,28 @@ class _HeaderLimit:
     limit: float = 0.0
     rate: float = 0.0  # the server's refill, tokens a second
     best_deficit: float = 0.0
-    freshest: float = -1.0  # `sent` ticket of the response last applied
     share: float = 1.0  # this client's share of the spending (see the class docstring)
     bucket: TokenBucket | None = None
-    # The readings applied in the share window: (sent_at, spent in all, spent by us,
-    # refused so far, older), the spending as running totals since the first reading;
-    # and the last reading's (remaining, sent_at, ticket, refused so far).
+    # The readings applied in the share window: (sent_at, spent in all since the first
+    # reading, the least and the most of our attempts the server may have seen by it,
+    # refused so far); and the last applied reading's (remaining, sent_at, answered_at).
     _window: collections.deque[tuple[float, float, float, float, float]] = attrs.field(
         factory=collections.deque
     )
-    _last: tuple[float, float, float, float] | None = None
+    _last: tuple[float, float, float] | None = None
 
     def observe(
         self,
         headers: httpx.Headers,
-        sent_ticket: float,
         sent_at: float,
         margin: float,
-        older: float = 0.0,
-        cost: float = 0.0,
-        refused: bool = False,
+        on_the_way: float,
+        cost: float,
+        refused: bool,
     ) -> None:
-        """Apply one answer's reading: ``sent_ticket``, ``sent_at`` and ``older`` are its
-        attempt's (see :data:`Sent`): the attempts before it that were not over when
-        it went may reach the server after it, so they count as still to come.
-        ``cost`` is the attempt's own, and ``refused`` whether it was answered 429."""
+        """Apply one answer's reading. ``sent_at`` is when its attempt went, ``cost``
+        the attempt's own, ``on_the_way`` the cost of this client's other attempts sent
+        and not answered yet; ``refused``: answered 429."""
         limit = _header_number(headers.get(f"x-ratelimit-limit-{self.name}"))
         remaining = _header_number(headers.get(f"x-ratelimit-remaining-{self.name}"))
         reset_text = headers.get(f"x-ratelimit-reset-{self.name}")
@@ -358,59 +366,57 @@ class _HeaderLimit:
         bucket = self.bucket
         if bucket is None:
             return  # no rate known yet
-        if sent_ticket <= self.freshest:
-            # An older attempt's answer, come after that of the reading applied last
-            # (so it was not over when that one went, and that reading counted it as
-            # still to come). If its reading shows more left than the applied one
-            # could, refill included, it reached the server first: it is not to come,
-            # and its cost goes back to the projection. So is a refused one's.
-            last = self._last
-            if last is not None and cost and (
-                refused
-                or remaining > last[0] + 1 + self.rate * (trio.current_time() - min(sent_at, last[1]))
-            ):
-                bucket.adjust(cost)
-            return
-        self.freshest = sent_ticket
-        self._measure_share(remaining, sent_at, sent_ticket, older)
+        now = trio.current_time()
+        last = self._last
+        if last is not None and sent_at <= last[2]:
+            # Sent before the applied reading's answer came: either may have reached the
+            # server first. Its level, brought to the applied one's send by the refill,
+            # tells: lower, it is the later; higher (beyond a token of rounding), it came
+            # first, so it was not on its way after all.
+            last_remaining, last_sent_at, _ = last
+            brought = remaining + self.rate * (last_sent_at - sent_at)
+            if brought >= last_remaining:
+                if cost and (refused or brought > last_remaining + 1):
+                    bucket.adjust(cost)
+                return
+        self._measure_share(remaining, sent_at, on_the_way)
+        self._last = (remaining, sent_at, now)
         share = self.share
         bucket.rate = self.rate * share
-        now = trio.current_time()
-        # The server's level when it answered, refilled since, less what we sent after
-        # that request and the older attempts it may not have seen yet: the level the
-        # next attempt meets, less what is reserved to go. Others on the key see the
-        # same tokens left and the same refill: of both, this client counts its share
-        # only, or they would all reach for the same token.
+        # The server's level when it admitted that attempt, refilled since, less what may
+        # have reached it after: the level the next attempt meets, less what is reserved
+        # to go. Others on the key see the same tokens left and the same refill: of both,
+        # this client counts its share only, or they would all reach for the same token.
         level = share * min(limit, remaining + self.rate * max(0.0, now - sent_at))
-        level -= self.sent - sent_ticket + older
-        bucket.set_level(level - self.unsent - margin)
+        bucket.set_level(level - on_the_way - self.unsent - margin)
 
-    def _measure_share(self, remaining: float, sent_at: float, ticket: float, older: float) -> None:
+    def _measure_share(self, remaining: float, sent_at: float, on_the_way: float) -> None:
         """Add a reading to the share window and work out this client's share."""
         window = self._window
+        # What of ours the server may have seen by this reading: at least what was sent
+        # and is not on its way, at most all that was sent.
+        seen_least, seen_most = self.sent - on_the_way, self.sent
         last = self._last
-        self._last = (remaining, sent_at, ticket, self.refused)
-        if last is None:
-            window.append((sent_at, 0.0, 0.0, self.refused, older))
+        if last is None or not window:
+            window.append((sent_at, 0.0, seen_least, seen_most, self.refused))
             return
-        last_remaining, last_at, last_ticket, last_refused = last
+        last_remaining, last_at, _ = last
         # What the server's level lost between the two readings (it cannot refill past
-        # its limit), and what of that was ours: our attempts sent in between, less
-        # those refused (a refusal spends nothing).
+        # its limit).
         spent = min(self.limit, last_remaining + self.rate * max(0.0, sent_at - last_at)) - remaining
-        ours = (ticket - last_ticket) - (self.refused - last_refused)
-        _, spent_total, ours_total, _, _ = window[-1]
-        window.append((sent_at, spent_total + spent, ours_total + ours, self.refused, older))
+        window.append((sent_at, window[-1][1] + spent, seen_least, seen_most, self.refused))
         span = max(SHARE_WINDOW_SECONDS, SHARE_WINDOW_TOKENS / self.rate if self.rate else 0.0)
         while len(window) > 2 and window[1][0] <= sent_at - span:
             window.popleft()
-        first_at, first_spent, first_ours, first_refused, first_older = window[0]
-        # Ours: what was sent between the window's readings, and the attempts older than
-        # its first that were not over then (the server may have seen them since).
-        ours = max(0.0, window[-1][2] - first_ours + first_older)
+        first_at, first_spent, first_least, _, first_refused = window[0]
+        # Ours, counted generously (a client alone must not take the order its
+        # attempts arrived in for another's spending): the most the server may have
+        # seen by the last reading less the least by the first, less those refused (a
+        # refusal spends nothing).
+        ours = max(0.0, seen_most - first_least - (self.refused - first_refused))
         # Beyond what the readings' own error explains: each `remaining` is rounded
         # down (a token at either end of the window) and the refill rate is an
-        # estimate; a client alone must not take that noise for another's spending.
+        # estimate.
         noise = 1.0 + SHARE_RATE_ERROR * self.rate * (sent_at - first_at)
         others = max(0.0, window[-1][1] - first_spent - ours - noise)
         # Each side is credited a little (only once others are seen at all, so a client
@@ -437,13 +443,9 @@ def _header_number(value: str | None) -> float | None:
 
 
 #: One attempt as :meth:`Budgets.sent` counted it: ``(requests_ticket, tokens_ticket,
-#: sent_at, tokens, older_requests, older_tokens)``. The tickets are the running totals
-#: sent so far, this attempt included; the ``older`` pair is the count and the tokens of
-#: the attempts sent before it and not over when it went. The server may admit those
-#: after this one (attempts do not reach it in the order they were counted: one waits
-#: for a new connection while a later one takes an idle one, and tasks woken together
-#: run in any order), so a reading of its answer counts them as still to come.
-Sent = tuple[float, float, float, float, float, float]
+#: sent_at, tokens)``; the tickets are the running totals sent so far, this attempt
+#: included (the first names the attempt).
+Sent = tuple[float, float, float, float]
 
 
 @attrs.define(eq=False)
@@ -460,7 +462,6 @@ class Reservation:
     another attempt.
     """
 
-    tokens: int
     #: Each bucket, the ticket reserved in it, and the cost.
     buckets: list[tuple[TokenBucket, float, float]] = attrs.Factory(list)
     #: Each header limit and the cost held in its ``unsent``.
@@ -542,7 +543,7 @@ class Budgets:
         reservations are given back. Returns them: pass the :class:`Reservation` to
         :meth:`sent` when the attempt goes, or to :meth:`abandon` if it never does.
         """
-        reservation = Reservation(tokens)
+        reservation = Reservation()
         reserved = reservation.buckets
         if self.rpm_bucket is not None:
             reserved.append((self.rpm_bucket, self.rpm_bucket.reserve(1), 1.0))
@@ -583,22 +584,14 @@ class Budgets:
             reservation.held.clear()
         self.header_requests.sent += 1
         self.header_tokens.sent += tokens
-        unanswered = self._unanswered
-        sent = (
-            self.header_requests.sent,
-            self.header_tokens.sent,
-            trio.current_time(),
-            tokens,
-            float(len(unanswered)),
-            self._unanswered_tokens,
-        )
+        sent = (self.header_requests.sent, self.header_tokens.sent, trio.current_time(), tokens)
         if self.follow_headers:
-            unanswered.append(sent)
+            self._unanswered.append(sent)
             self._unanswered_tokens += tokens
         return sent
 
     def unanswered(self, sent: Sent) -> None:
-        """The attempt ``sent`` is over (answered or not): no longer awaited."""
+        """The attempt ``sent`` is over (answered or not): no longer on its way."""
         unanswered = self._unanswered
         at = bisect.bisect_left(unanswered, sent[0], key=_first)
         if at < len(unanswered) and unanswered[at][0] == sent[0]:
@@ -620,11 +613,11 @@ class Budgets:
         if "x-ratelimit-remaining-requests" in headers:
             limit = self.header_requests
             margin = max(0.25, self.header_margin * limit.limit)
-            limit.observe(headers, sent[0], sent[2], margin, sent[4], 1.0, refused)
+            limit.observe(headers, sent[2], margin, len(self._unanswered), 1.0, refused)
         if "x-ratelimit-remaining-tokens" in headers:
             limit = self.header_tokens
             margin = max(0.25, self.header_margin * limit.limit)
-            limit.observe(headers, sent[1], sent[2], margin, sent[5], sent[3], refused)
+            limit.observe(headers, sent[2], margin, self._unanswered_tokens, sent[3], refused)
 
     def refund_tokens(self, tokens: float) -> None:
         """Correct the caller's token budget by ``tokens`` (positive: the estimate was

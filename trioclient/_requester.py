@@ -318,7 +318,7 @@ class Requester:
                 if paced is None and header_budget is not None and header_budget.known:
                     continue  # an answer described the budget while we waited
             if header_budget is not None and paced is None:
-                header_budget.on_sent(request)  # (a paced attempt was counted as it passed)
+                header_budget.on_sent(request)  # (a paced one is counted in still_clear)
             counters.sent += 1
             counters.in_flight += 1
             sent_at = trio.current_time()

@@ -14,7 +14,13 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioclient._pacing import Budgets, TokenBucket, estimate_tokens, parse_reset_duration
+from trioclient._pacing import (
+    Budgets,
+    TokenBucket,
+    describes_a_budget,
+    estimate_tokens,
+    parse_reset_duration,
+)
 from trioclient.testing import format_duration
 
 
@@ -237,3 +243,18 @@ async def test_headers_off_means_no_header_pacing(autojump_clock: trio.testing.M
     start = trio.current_time()
     await budgets.acquire(1)
     assert trio.current_time() == start
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["x-ratelimit-remaining-requests"], True),
+        (["X-RateLimit-Remaining-Tokens"], True),  # as some providers spell it
+        (["x-ratelimit-limit-requests", "x-ratelimit-reset-requests"], False),
+        (["content-type", "x-ratelimit-remaining"], False),
+        ([], False),
+    ],
+)
+def test_a_budget_is_recognised_in_the_raw_head(names: list[str], expected: bool) -> None:
+    headers = httpx.Headers([(name, "1") for name in names])
+    assert describes_a_budget(headers) is expected

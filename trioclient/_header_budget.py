@@ -116,12 +116,6 @@ class HeaderBudget:
 
     def after_response(self, response: httpx.Response) -> None:
         """Read the answer's headers, if it has any (the Pacer hook)."""
-        headers = response.headers
-        if (
-            "x-ratelimit-remaining-requests" not in headers
-            and "x-ratelimit-remaining-tokens" not in headers
-        ):
-            return
         sent = response.request.extensions.get(_SENT)
         if sent is None:
             return  # not counted as sent here (cannot happen through the request path)

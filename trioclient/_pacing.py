@@ -8,10 +8,8 @@ the request path consults through a :class:`Pacer` before every attempt.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import math
-import operator
 from typing import Any
 
 import attrs
@@ -429,7 +427,17 @@ class _HeaderLimit:
         self.share = max(MIN_SHARE, min(1.0, share))
 
 
-_first = operator.itemgetter(0)
+def describes_a_budget(headers: httpx.Headers) -> bool:
+    """Whether ``headers`` carry an ``x-ratelimit-remaining-*`` header.
+
+    One pass over the raw head: an ``in`` test on :class:`httpx.Headers` first works out
+    the head's encoding by decoding every header, which on a hot path costs more than
+    the rest of the bookkeeping together.
+    """
+    for name, _ in headers.raw:
+        if name[:22].lower() == b"x-ratelimit-remaining-":
+            return True
+    return False
 
 
 def _header_number(value: str | None) -> float | None:
@@ -512,9 +520,8 @@ class Budgets:
         init=False, factory=lambda: _HeaderLimit("requests")
     )
     header_tokens: _HeaderLimit = attrs.field(init=False, factory=lambda: _HeaderLimit("tokens"))
-    # The attempts sent and not over yet, in the order they were counted (what `sent`
-    # returned for each), and the sum of their tokens.
-    _unanswered: list[Sent] = attrs.field(init=False, factory=list)
+    # The attempts sent and not over yet (requests ticket -> tokens), and their tokens.
+    _unanswered: dict[float, float] = attrs.field(init=False, factory=dict)
     _unanswered_tokens: float = attrs.field(init=False, default=0.0)
 
     def __attrs_post_init__(self) -> None:
@@ -586,16 +593,13 @@ class Budgets:
         self.header_tokens.sent += tokens
         sent = (self.header_requests.sent, self.header_tokens.sent, trio.current_time(), tokens)
         if self.follow_headers:
-            self._unanswered.append(sent)
+            self._unanswered[sent[0]] = tokens
             self._unanswered_tokens += tokens
         return sent
 
     def unanswered(self, sent: Sent) -> None:
         """The attempt ``sent`` is over (answered or not): no longer on its way."""
-        unanswered = self._unanswered
-        at = bisect.bisect_left(unanswered, sent[0], key=_first)
-        if at < len(unanswered) and unanswered[at][0] == sent[0]:
-            del unanswered[at]
+        if self._unanswered.pop(sent[0], None) is not None:
             self._unanswered_tokens -= sent[3]
 
     def observe(self, response: httpx.Response, sent: Sent) -> None:
@@ -610,6 +614,8 @@ class Budgets:
             self.header_requests.refused += 1
             self.header_tokens.refused += sent[3]
         headers = response.headers
+        if not describes_a_budget(headers):
+            return
         if "x-ratelimit-remaining-requests" in headers:
             limit = self.header_requests
             margin = max(0.25, self.header_margin * limit.limit)

@@ -20,6 +20,7 @@ from trioclient._pacing import (
     describes_a_budget,
     estimate_tokens,
     parse_reset_duration,
+    reset_resolution,
 )
 from trioclient.testing import format_duration
 
@@ -57,6 +58,35 @@ def test_reset_parser_reads_what_the_embedded_server_writes(seconds: float) -> N
     parsed = parse_reset_duration(format_duration(seconds))
     assert parsed is not None
     assert parsed == pytest.approx(seconds, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("text", "rounding"),
+    [
+        ("1s", 0.5),
+        ("6m0s", 0.5),
+        ("1.25s", 0.005),
+        ("59.425s", 0.0005),
+        ("1m30.5s", 0.05),
+        ("20ms", 0.0005),
+        ("0.5ms", 0.00005),
+        ("2", 0.5),
+        ("1.5", 0.05),
+        ("", 0.5),
+        ("soon", 0.5),
+        ("1x", 0.5),
+    ],
+)
+def test_reset_resolution_is_half_the_last_digit(text: str, rounding: float) -> None:
+    assert reset_resolution(text) == pytest.approx(rounding)
+
+
+@given(st.floats(min_value=0, max_value=200_000, allow_nan=False))
+def test_reset_resolution_covers_the_embedded_servers_rounding(seconds: float) -> None:
+    text = format_duration(seconds)
+    parsed = parse_reset_duration(text)
+    assert parsed is not None
+    assert abs(parsed - seconds) <= reset_resolution(text) * (1 + 1e-9) + 1e-12
 
 
 def body(content: str = "hello", **params: object) -> dict[str, object]:
@@ -258,3 +288,81 @@ async def test_headers_off_means_no_header_pacing(autojump_clock: trio.testing.M
 def test_a_budget_is_recognised_in_the_raw_head(names: list[str], expected: bool) -> None:
     headers = httpx.Headers([(name, "1") for name in names])
     assert describes_a_budget(headers) is expected
+
+
+class ProviderBucket:
+    """A provider's requests bucket on trio's clock, read as it admits an attempt:
+    ``remaining`` rounded down, the time to full to the millisecond (``coarse``: to the
+    second)."""
+
+    def __init__(self, limit: int, rate: float, level: float, coarse: bool = False) -> None:
+        self.limit, self.rate, self.level, self.coarse = limit, rate, level, coarse
+        self.updated = trio.current_time()
+
+    def admit(self) -> httpx.Response:
+        now = trio.current_time()
+        self.level = min(self.limit, self.level + self.rate * (now - self.updated)) - 1
+        self.updated = now
+        seconds = (self.limit - self.level) / self.rate
+        reset = f"{round(seconds)}s" if self.coarse else format_duration(seconds)
+        return response(headers(self.limit, math.floor(self.level), reset))
+
+
+async def wait_for_a_fraction(server: ProviderBucket, fraction: float) -> None:
+    """Sleep until the level after the next admission ends in ``fraction``."""
+    after = server.level - 1
+    target = math.floor(after) + fraction
+    await trio.sleep((target + (target < after) - after) / server.rate)
+
+
+async def send_one(budgets: Budgets, server: ProviderBucket) -> None:
+    sent = budgets.sent(1, await budgets.acquire(1))
+    budgets.observe(server.admit(), sent)
+
+
+async def test_readings_together_pin_the_refill_rate(autojump_clock: trio.testing.MockClock) -> None:
+    # One reading bounds the rate within a token of its deficit (about 1 in 80 here);
+    # the readings of one bucket, each at its own fraction of a token, pin it together.
+    budgets = Budgets()
+    server = ProviderBucket(120, rate=1.37, level=40.0)
+    for _ in range(12):
+        await trio.sleep(1)
+        await send_one(budgets, server)
+    limit = budgets.header_requests
+    assert limit.rate_low <= 1.37 <= limit.rate_high
+    assert limit.rate == pytest.approx(1.37, rel=0.001)
+    # The bucket changes its refill (a new tier): a reading the pinned rate cannot
+    # explain starts the estimate again from that reading.
+    await trio.sleep(1)
+    server.rate = 0.5
+    await send_one(budgets, server)
+    assert limit.rate == pytest.approx(0.5, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    ("coarse", "expected"),
+    [
+        # With the rate pinned by earlier readings, a reading of `remaining: 43` whose
+        # reset says 43.9 gives the next attempts that 0.9 of a token (less the margin,
+        # a quarter of a token): rounded down, each would wait about 0.65 s longer than
+        # it must.
+        (False, 43.65),
+        # A reset rounded to the second ("59s") cannot pin the rate to a fraction of a
+        # token over a minute: `remaining` alone sets the level.
+        (True, 42.75),
+    ],
+)
+async def test_the_reset_tells_what_remaining_rounded_away(
+    autojump_clock: trio.testing.MockClock, coarse: bool, expected: float
+) -> None:
+    budgets = Budgets()
+    server = ProviderBucket(120, rate=1.37, level=40.0, coarse=coarse)
+    for _ in range(12):
+        await trio.sleep(1)
+        await send_one(budgets, server)
+    await wait_for_a_fraction(server, 0.9)
+    await send_one(budgets, server)
+    assert server.level == pytest.approx(43.9)
+    bucket = budgets.header_requests.bucket
+    assert bucket is not None
+    assert bucket.level() == pytest.approx(expected, abs=0.02)

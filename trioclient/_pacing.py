@@ -88,6 +88,31 @@ def parse_reset_duration(text: str) -> float | None:
     return total
 
 
+def reset_resolution(text: str) -> float:
+    """Half the last digit of a reset header, in seconds: how far the true duration may
+    be from the one written (``"1s"``: 0.5 s, ``"1.25s"``: 5 ms, ``"20ms"``: 0.5 ms).
+
+    Servers round the reset as they like (OpenAI's examples read ``"1s"`` and
+    ``"6m0s"``), and a rate worked out from it is only as good as that rounding.
+    Anything unreadable is taken as rounded to the second.
+    """
+    text = text.strip()
+    end = len(text)
+    unit_end = end
+    while end and not (text[end - 1].isdigit() or text[end - 1] == "."):
+        end -= 1
+    scale = 1.0 if end == unit_end else _DURATION_UNITS.get(text[end:unit_end])
+    start = end
+    while start and (text[start - 1].isdigit() or text[start - 1] == "."):
+        start -= 1
+    number = text[start:end]
+    if scale is None or not number:
+        return 0.5
+    point = number.find(".")
+    decimals = 0 if point < 0 else len(number) - point - 1
+    return 0.5 * scale * 10.0**-decimals
+
+
 _DURATION_UNITS = {
     "h": 3600.0,
     "m": 60.0,
@@ -316,7 +341,8 @@ class _HeaderLimit:
     refused: float = 0.0  # cost of the attempts answered 429 so far (they spent nothing)
     limit: float = 0.0
     rate: float = 0.0  # the server's refill, tokens a second
-    best_deficit: float = 0.0
+    rate_low: float = 0.0  # the rate is known to lie in [rate_low, rate_high]
+    rate_high: float = math.inf
     share: float = 1.0  # this client's share of the spending (see the class docstring)
     bucket: TokenBucket | None = None
     # The readings applied in the share window: (sent_at, spent in all since the first
@@ -347,20 +373,19 @@ class _HeaderLimit:
             return
         remaining = min(remaining, limit)
         if limit != self.limit:
-            self.limit, self.best_deficit = limit, 0.0
+            self.limit, self.rate_low, self.rate_high = limit, 0.0, math.inf
             self._window.clear()
             self._last = None
         # The refill rate is the deficit over the time to refill it. `remaining` is
-        # rounded down (by up to one token), so a small deficit gives a poor rate: take
-        # a reading that is precise (deficit >= 50) or better than any seen before.
+        # rounded down (the true level is up to a token more) and the reset to the
+        # millisecond, so one reading bounds the rate within an interval; the readings'
+        # intervals together bound it closely (see `_narrow_rate`).
         deficit = limit - remaining
         if reset is not None and reset > 0 and deficit > 0:
-            if deficit >= 50 or deficit >= self.best_deficit:
-                self.best_deficit = max(deficit, self.best_deficit if deficit < 50 else 0)
-                self.rate = max(deficit - 0.5, 0.5) / reset
-                if self.bucket is None:
-                    self.bucket = TokenBucket.starting_at(self.rate, limit, limit)
-                self.bucket.capacity = limit
+            self._narrow_rate(deficit, reset, reset_resolution(reset_text or ""))
+            if self.bucket is None:
+                self.bucket = TokenBucket.starting_at(self.rate, limit, limit)
+            self.bucket.capacity = limit
         bucket = self.bucket
         if bucket is None:
             return  # no rate known yet
@@ -385,8 +410,40 @@ class _HeaderLimit:
         # have reached it after: the level the next attempt meets, less what is reserved
         # to go. Others on the key see the same tokens left and the same refill: of both,
         # this client counts its share only, or they would all reach for the same token.
-        level = share * min(limit, remaining + self.rate * max(0.0, now - sent_at))
+        level = min(limit, remaining + self.rate * max(0.0, now - sent_at))
+        if share == 1.0 and reset is not None and (self.rate_high - self.rate_low) * reset < 0.5:
+            # With the rate known closely, the reset tells the level to a fraction of a
+            # token. When the server read it is not said (as it admitted the attempt,
+            # or as it answered): taken as now, the level is the least it can be, and
+            # often more than what is left of `remaining` rounded down. (Not with
+            # others on the key: what they spend is not known to a fraction of a token.)
+            level = max(level, min(limit, limit - reset * self.rate))
+        level *= share
         bucket.set_level(level - on_the_way - self.unsent - margin)
+
+    def _narrow_rate(self, deficit: float, reset: float, rounding: float) -> None:
+        """Bound the server's refill rate by one more reading, and take the middle.
+
+        The server's true deficit is in ``(deficit - 1, deficit]`` (``remaining`` is
+        rounded down) and the true reset within ``rounding`` of the one given (see
+        :func:`reset_resolution`), so the rate lies in ``[(deficit - 1) / (reset +
+        rounding), deficit / (reset - rounding)]``. Every
+        reading of one bucket holds the same rate: the intersection of their intervals
+        narrows with each, far below a token of error over a whole minute's refill. A
+        reading whose interval misses the running one says the rate is not what it was
+        (or the server rounds otherwise): the estimate starts again from that reading.
+        """
+        low = max(deficit - 1.0, 0.0) / (reset + rounding)
+        high = deficit / (reset - rounding) if reset > rounding else math.inf
+        if low > self.rate_high or high < self.rate_low:
+            self.rate_low, self.rate_high = low, high
+        else:
+            self.rate_low, self.rate_high = max(low, self.rate_low), min(high, self.rate_high)
+        low, high = self.rate_low, self.rate_high
+        if high - low <= 0.01 * high:
+            self.rate = (low + high) / 2
+        else:  # still wide: this reading's own middle, held within the bounds
+            self.rate = min(high, max(low, max(deficit - 0.5, 0.5) / reset))
 
     def _measure_share(self, remaining: float, sent_at: float, on_the_way: float) -> None:
         """Add a reading to the share window and work out this client's share."""
@@ -506,8 +563,8 @@ class Budgets:
         follow_headers: Pace from the server's ``x-ratelimit-*`` headers.
         header_margin: Fraction of the server's limit left unused as slack, for the
             requests in flight the headers cannot show yet (at least a quarter of a
-            token: the in-flight attempts are counted already, and the `remaining`
-            figure, rounded down, errs on the safe side by half a token on average).
+            token: the in-flight attempts are counted already, and the level is never
+            taken above what the server's figures allow).
     """
 
     rpm: float | None = None

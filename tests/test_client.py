@@ -663,3 +663,22 @@ def test_a_key_with_non_ascii_or_control_characters_is_refused_without_echo(key:
     with pytest.raises(ValueError, match="non-ASCII or control") as caught:
         trioclient.Client(api_key=key, base_url=URL)
     assert "zq9" not in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("default_headers", "extra_headers"),
+    [(None, None), ({"Content-Length": "5"}, None), (None, {"content-length": "5"})],
+)
+def test_each_request_carries_one_content_length_its_own(
+    default_headers: dict[str, str] | None, extra_headers: dict[str, str] | None
+) -> None:
+    # The length is added to each request's own copy of the client's head: never to
+    # the head itself (the next request would carry two), and a length given among
+    # the headers is replaced, not sent beside it.
+    client = trioclient.Client(api_key=KEY, base_url=URL, default_headers=default_headers)
+    for content in ("x", "x" * 100, "xy"):
+        body = {"model": "m", "messages": [{"role": "user", "content": content}]}
+        request = client.build_request(body, extra_headers=extra_headers)
+        assert request.headers.get_list("content-length") == [str(len(request.content))]
+        if not (default_headers or extra_headers):  # last, where the transport looks
+            assert request.headers.raw[-1][0].lower() == b"content-length"

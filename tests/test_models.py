@@ -122,7 +122,7 @@ def test_content_shortcuts_refer_to_choice_0_whatever_the_order() -> None:
     [
         (b"<html>502 Bad Gateway</html>", "not JSON"),
         (b'{"object": "chat.completion"}', "no 'choices'"),
-        (b'{"choices": [{"message": {"content": 5}}]}', r"message\.content"),
+        (b'{"choices": [{"message": {"content": 5}}]}', r"choices\[0\]\.message\.content"),
     ],
 )
 def test_an_unreadable_answer_carries_the_body_and_the_response(payload: bytes, match: str) -> None:

@@ -135,6 +135,10 @@ def test_response_headers_reach_httpx_as_httpx_builds_them() -> None:
     built = httpx.Headers(head.headers.raw_items())
     fast = _httpx_headers(head)
     assert fast._list == built._list
+    # What trioclient reads directly (the transport, read_body, the budget look): httpx's
+    # own list holds (raw name, lower-case name, value) triples.
+    assert built._list[0] == (b"Server", b"server", b"nginx")
+    assert all(lower == raw.lower() for raw, lower, _ in built._list)
     assert fast.raw == built.raw
     assert fast.multi_items() == built.multi_items()
     assert fast.encoding == built.encoding == "utf-8"

@@ -162,8 +162,11 @@ async def read_body(
         # missing name raises KeyError inside.
         declared: bytes | None = None
         encoded = False
-        for name, value in response.headers.raw:
-            name = name.lower()
+        # httpx keeps each header as (raw name, lower-case name, value): read the
+        # lower-case names where they are, rather than copy the list to lower them again
+        # (`Headers.raw` builds a new list on every call). Private, and pinned by
+        # tests/test_transport_heads.py, as the transport's own use of it is.
+        for _, name, value in response.headers._list:
             if name == b"content-length":
                 declared = value if declared is None else declared + b", " + value
             elif name == b"content-encoding":
@@ -213,7 +216,8 @@ async def read_body(
         # same call in a generator-based context manager, to tag an httpx error with
         # its request; a stream read to its end has nothing left to fail on.
         response.is_closed = True
-        await response.stream.aclose()  # type: ignore[union-attr]
+        if ours is None or not ours.at_end:  # (ours at its end holds nothing to close)
+            await response.stream.aclose()  # type: ignore[union-attr]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

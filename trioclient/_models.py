@@ -122,14 +122,15 @@ def _parts_text(parts: list[Any], kind: str) -> str:
     return "".join(out)
 
 
-def _content(value: object, where: str) -> tuple[str | None, tuple[Any, ...] | None]:
+def _content(value: object, message: str) -> tuple[str | None, tuple[Any, ...] | None]:
     """``content`` as ``(text, parts)``: text as is, or a list of parts with its text
-    parts joined. Anything else is not an answer one can read."""
+    parts joined. Anything else is not an answer one can read (``message`` is where
+    the message is, for the error)."""
     if value is None or type(value) is str:
         return value, None
     if type(value) is list:
         return _parts_text(value, "text"), tuple(value)
-    raise _fail(where, "a string, a list of content parts or null", value)
+    raise _fail(f"{message}.content", "a string, a list of content parts or null", value)
 
 
 def _reasoning(d: JSONObject, parts: tuple[Any, ...] | None) -> str | None:
@@ -461,7 +462,7 @@ class ChatCompletionMessage(_Keeps):
                 ToolCall.from_dict(c, f"{where}.tool_calls[{i}]")
                 for i, c in enumerate(_list(raw_calls, f"{where}.tool_calls"))
             )
-        content, parts = _content(d.get("content"), f"{where}.content")
+        content, parts = _content(d.get("content"), where)
         return cls(
             _text(d.get("role"), "assistant") or "assistant",
             content,
@@ -490,11 +491,12 @@ class Choice(_Keeps):
         if "message" not in d:
             raise APIResponseValidationError(f"invalid response: {where}: has no 'message'")
         index = d.get("index")
+        logprobs = d.get("logprobs")
         return cls(
             index if type(index) is int else position,
             ChatCompletionMessage.from_dict(d["message"], f"{where}.message"),
             _text(d.get("finish_reason")),
-            ChoiceLogprobs.from_dict(d.get("logprobs"), f"{where}.logprobs"),
+            None if logprobs is None else ChoiceLogprobs.from_dict(logprobs, f"{where}.logprobs"),
             d,
         )
 
@@ -646,10 +648,11 @@ def completion_from_data(response: httpx.Response, data: Any) -> ChatCompletion:
         raise APIResponseValidationError(
             str(exc), request=request, body=data, response=response
         ) from None
-    if any(choice.finish_reason == "error" for choice in completion.choices):
-        # The generation failed part way (OpenRouter): what came is not the answer.
-        detail = None if error is not None else "a choice ended with finish_reason 'error'"
-        raise ProviderError.from_body(data, request=request, response=response, detail=detail)
+    for choice in completion.choices:
+        if choice.finish_reason == "error":
+            # The generation failed part way (OpenRouter): what came is not the answer.
+            detail = None if error is not None else "a choice ended with finish_reason 'error'"
+            raise ProviderError.from_body(data, request=request, response=response, detail=detail)
     return completion
 
 
@@ -718,7 +721,7 @@ class ChoiceDelta(_Keeps):
     @classmethod
     def from_dict(cls, obj: object, where: str) -> ChoiceDelta:
         d = _object(obj, where)
-        content, parts = _content(d.get("content"), f"{where}.content")
+        content, parts = _content(d.get("content"), where)
         raw_calls = d.get("tool_calls")
         calls = _NO_TOOL_CALLS
         if raw_calls is not None:

@@ -487,12 +487,13 @@ class _HeaderLimit:
 def describes_a_budget(headers: httpx.Headers) -> bool:
     """Whether ``headers`` carry an ``x-ratelimit-remaining-*`` header.
 
-    One pass over the raw head: an ``in`` test on :class:`httpx.Headers` first works out
-    the head's encoding by decoding every header, which on a hot path costs more than
-    the rest of the bookkeeping together.
+    One pass over the lower-case names httpx keeps beside the raw ones (private, pinned
+    by tests/test_transport_heads.py): an ``in`` test on :class:`httpx.Headers` first
+    works out the head's encoding by decoding every header, and ``Headers.raw`` builds
+    a new list; on a hot path either costs more than the rest of the bookkeeping.
     """
-    for name, _ in headers.raw:
-        if name[:22].lower() == b"x-ratelimit-remaining-":
+    for _, name, _ in headers._list:
+        if name.startswith(b"x-ratelimit-remaining-"):
             return True
     return False
 

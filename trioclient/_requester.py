@@ -148,6 +148,7 @@ class Requester:
     __slots__ = (
         "_chat_url",
         "_head",
+        "_head_unframed",
         "_timeout_extension",
         "_urls",
         "base_url",
@@ -180,6 +181,8 @@ class Requester:
         # Normalised once: a request built from an httpx.Headers copies its list
         # instead of checking and lower-casing every header again.
         self._head = httpx.Headers([(b"Host", self._chat_url.netloc), *headers.raw])
+        #: No Content-Length in the head already (default headers may hold anything).
+        self._head_unframed = "content-length" not in self._head
         # Our own transport has no pool to wait for; a caller's AsyncClient does, and its
         # pool timeout must never kill a request the limiter already admitted.
         self._timeout_extension = {
@@ -256,7 +259,13 @@ class Requester:
                 method, url, headers=head, stream=httpx.ByteStream(content), extensions=extensions
             )
             # Last in the head, where the transport looks for it.
-            request.headers["Content-Length"] = str(len(content))
+            if head is self._head and self._head_unframed:
+                # Added straight to httpx's (raw, lower-case, value) list: the setter
+                # would look for an earlier Content-Length and encode the value again.
+                length = b"%d" % len(content)
+                request.headers._list.append((b"Content-Length", b"content-length", length))
+            else:
+                request.headers["Content-Length"] = str(len(content))
         request.read()
         return request
 

@@ -47,6 +47,7 @@ import os
 import socket
 import ssl
 import weakref
+from collections.abc import Sequence
 
 import attrs
 import h11
@@ -301,7 +302,8 @@ class BodyStream(httpx.AsyncByteStream):
                 elif kind is h11.EndOfMessage:
                     self._conn = None
                     ok = True
-                    await self._transport._release(conn)
+                    for unusable in self._transport._release(conn):
+                        await _hard_close(unusable)
                     break
                 else:
                     raise httpx.RemoteProtocolError(
@@ -462,13 +464,19 @@ class TrioTransport(httpx.AsyncBaseTransport):
         # trioclient and httpx put it), so the head without it is checked once by h11
         # itself and kept; per request only the length is checked (digits, as h11
         # checks it) and added to the checked head.
-        headers = request.headers.raw
+        # httpx keeps (raw name, lower-case name, value) triples (private, pinned by
+        # tests/test_transport_heads.py): read them as they are, no list copied per
+        # request.
+        items = request.headers._list
         length: tuple[bytes, bytes] | None = None
-        if headers and headers[-1][0].lower() == b"content-length":
-            length = headers.pop()
-        key = (request.method, url.netloc, url.raw_path, forward_proxy, tuple(headers))
+        count = len(items)
+        if count and items[-1][1] == b"content-length":
+            count -= 1
+            length = (items[count][0], items[count][2])
+        key = (request.method, url.netloc, url.raw_path, forward_proxy, tuple(items[:count]))
         cached = self._heads.get(key)
         if cached is None:
+            headers = [(name, value) for name, _, value in items[:count]]
             cached = self._check_head(request, url, forward_proxy, headers)
             if len(self._heads) >= _MAX_CACHED_HEADS:
                 self._heads.clear()
@@ -760,12 +768,16 @@ class TrioTransport(httpx.AsyncBaseTransport):
                 await aclose()
         await stream.send_all(h.send(h11.EndOfMessage()))
 
-    async def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: _Connection) -> Sequence[_Connection]:
         """Hang a connection whose response was read to the end back up, if we can.
 
         Not if either side wants it closed, nor if bytes came after the end of the
         response: they answer no request of ours, and the next request would read
         them as its own answer.
+
+        Returns the connections to close now (this one, or idle ones that expired),
+        for the caller to close with :func:`_hard_close`: usually none, and then the
+        release costs no await.
         """
         h = conn.h11
         if (
@@ -774,11 +786,11 @@ class TrioTransport(httpx.AsyncBaseTransport):
             or h.their_state is not h11.DONE
             or h.trailing_data[0]
         ):
-            await _hard_close(conn)
-            return
+            return (conn,)
         h.start_next_cycle()
         now = conn.idle_since = trio.current_time()
         idle = self._idle.get(conn.origin)
+        stale: Sequence[_Connection] = ()
         if idle is None:
             idle = self._idle[conn.origin] = []
         elif idle and now - idle[0].idle_since > self._keepalive_expiry:
@@ -788,12 +800,11 @@ class TrioTransport(httpx.AsyncBaseTransport):
             while expired < len(idle) and now - idle[expired].idle_since > self._keepalive_expiry:
                 expired += 1
             stale, idle[:expired] = idle[:expired], []
-            for old in stale:
-                await _hard_close(old)
         if len(idle) < self._max_idle:
             idle.append(conn)
         else:
-            await _hard_close(conn)
+            stale = (*stale, conn)
+        return stale
 
     async def aclose(self) -> None:
         """Close every idle connection; responses still open close when released.

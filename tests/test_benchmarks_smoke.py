@@ -324,6 +324,37 @@ async def test_h11_floor_talks_to_a_real_server() -> None:
     assert stream["units"] >= 2 * 5  # at least one chunk per token
 
 
+@pytest.mark.parametrize("parts", ["", "models,header-budget,rate-controller,liveness"])
+async def test_the_time_breakdown_arms_still_answer_every_request(parts: str) -> None:
+    # An arm with a part switched off measures nothing if its requests fail: each must
+    # still get every answer (the models arm reads the JSON by indexing, which fails on
+    # a typed completion, so it also shows the models really were switched off).
+    import sys
+
+    testing = pytest.importorskip("trioclient.testing")
+    from benchmarks._embedded import REPO_ROOT, child_env
+
+    command = [sys.executable, "-m", "benchmarks.where_time_goes", "--requests", "12"]
+    with trio.fail_after(60):
+        async with testing.open_server(answer_tokens=5) as server:
+            done = await trio.run_process(
+                [*command, "--child", server.base_url, parts],
+                cwd=REPO_ROOT,
+                env=child_env(),
+                capture_stdout=True,
+                capture_stderr=True,
+            )
+    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert (result["ok"], result["failures"], result["units"]) == (12, 0, 12)
+
+
+def test_the_time_breakdown_refuses_an_unknown_part() -> None:
+    from benchmarks.where_time_goes import _switch_off
+
+    with pytest.raises(ValueError, match="unknown part 'modles'"):
+        _switch_off("modles")
+
+
 def test_quick_runs_write_beside_not_over_the_full_results() -> None:
     from benchmarks._driver import parse_args
 

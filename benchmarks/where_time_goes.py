@@ -1,0 +1,163 @@
+"""Where a non-streaming request's time goes: ``python -m benchmarks.where_time_goes``.
+
+The instruction counts (``--only instructions``) say how much CPU work a request is;
+they do not say what each part of it costs in time, and time is what the req/s
+tables measure: a part that allocates many small objects costs more time per
+instruction than a tight loop. So this measures time directly, by subtraction: the
+``nonstream`` workload (nginx's static chat completion, 64 in flight) runs with one
+part of trioclient switched off at a time, and the CPU it saves per request is that
+part's cost. The parts:
+
+* ``models``: the typed, frozen models (``ChatCompletion`` and what it holds); the
+  arm returns the decoded JSON instead.
+* ``header-budget``: the reading of the server's ``x-ratelimit-*`` headers on every
+  answer (what ``follow_rate_limit_headers=False`` turns off).
+* ``rate-controller``: the 429 gate's bookkeeping on every attempt and answer.
+* ``liveness``: the ``poll(2)`` that checks an idle keep-alive connection is still
+  open before it is reused.
+
+Every arm, and the bare h11 loop beside them, runs in a process of its own, in
+``--rounds`` interleaved rounds; the median round is reported. The switched-off
+arms are measurements only: each removes a protection or a feature, and none is a
+configuration anyone should run (apart from ``follow_rate_limit_headers=False``).
+About a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from benchmarks._embedded import REPO_ROOT, child_env
+from benchmarks._nginx import open_nginx
+from benchmarks.contenders._common import MESSAGES, MODEL
+
+__all__ = ["main"]
+
+PARTS = ("models", "header-budget", "rate-controller", "liveness")
+REQUESTS = 10_000
+CONCURRENCY = 64
+
+
+def _switch_off(part: str) -> None:
+    """Replace one part of trioclient with the least that keeps a request working."""
+    if part == "models":
+        import trioclient._attempt as attempt
+        import trioclient._client as client
+
+        attempt._completion_from_data = lambda: lambda _response, data: data  # type: ignore[assignment, misc]
+        client._usage = lambda _result: None  # type: ignore[assignment]
+    elif part == "header-budget":
+        from trioclient._header_budget import HeaderBudget
+
+        HeaderBudget.tag = lambda *_args: None  # type: ignore[method-assign]
+    elif part == "rate-controller":
+        from trioclient._gate import RateLimitGate
+
+        RateLimitGate.on_answer = lambda *_args, **_kwargs: None  # type: ignore[method-assign]
+        RateLimitGate.try_pass = lambda _self: True  # type: ignore[method-assign]
+    elif part == "liveness":
+        from trioclient._transport import _Connection
+
+        def has_expired(self: _Connection, now: float, keepalive_expiry: float) -> bool:
+            return now - self.idle_since > keepalive_expiry
+
+        _Connection.has_expired = has_expired  # type: ignore[method-assign]
+    else:
+        raise ValueError(f"unknown part {part!r}; known: {', '.join(PARTS)}")
+
+
+def _child(base_url: str, parts: list[str], requests: int) -> None:
+    """One arm: switch ``parts`` off, run the trioclient contender, print its JSON."""
+    from benchmarks.contenders import trioclient_contender
+    from benchmarks.contenders.trioclient_contender import WORKLOADS
+
+    for part in parts:
+        _switch_off(part)
+    if "models" in parts:
+        # The answer is the decoded JSON: read it as the h11 loop does, by indexing.
+        async def one_request(client: Any) -> int:
+            data = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+            _ = data["choices"][0]["message"]["content"]
+            return 1
+
+        trioclient_contender._one_request = one_request
+    args = {"base_url": base_url, "requests": requests, "concurrency": CONCURRENCY}
+    print(json.dumps(WORKLOADS["nonstream"](args)))
+
+
+def _run(argv: list[str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, *argv], cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{argv} failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if result.get("failures"):
+        raise RuntimeError(f"{argv}: {result['failures']} requests failed")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.where_time_goes")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per arm")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.rounds < 1 or options.requests < 1:
+        parser.error("--rounds and --requests must be at least 1")
+    if options.child:
+        base_url, parts = options.child
+        _child(base_url, [p for p in parts.split(",") if p], options.requests)
+        return 0
+    requests = options.requests
+    arms = ["", *PARTS, ",".join(PARTS)]
+    cpu: dict[str, list[float]] = {arm: [] for arm in [*arms, "h11-trio"]}
+    with open_nginx() as nginx:
+        floor_args = json.dumps(
+            {"base_url": nginx.base_url, "requests": requests, "concurrency": CONCURRENCY}
+        )
+        for round_number in range(options.rounds):
+            for arm in arms:
+                child = [
+                    "-m", "benchmarks.where_time_goes", "--requests", str(requests),
+                    "--child", nginx.base_url, arm,
+                ]  # fmt: skip
+                result = _run(child)
+                cpu[arm].append(result["cpu_s"] / result["units"] * 1e6)
+            floor = _run(["-m", "benchmarks.run_contender", "nonstream", "h11-trio", floor_args])
+            cpu["h11-trio"].append(floor["cpu_s"] / floor["units"] * 1e6)
+            print(f"round {round_number + 1}/{options.rounds} done", flush=True)
+    median = {arm: statistics.median(values) for arm, values in cpu.items()}
+    whole = median[""]
+    print(
+        f"\nCPU per request, {requests:,} requests, {CONCURRENCY} in flight, nginx static "
+        f"answer; median of {options.rounds} interleaved rounds (every round listed)\n"
+    )
+    print("| trioclient with | CPU µs per request | saved | share of trioclient's | rounds |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for arm in arms:
+        label = {"": "everything (as shipped)", ",".join(PARTS): "all four off"}.get(
+            arm, f"`{arm}` off"
+        )
+        saved = whole - median[arm]
+        rounds = " / ".join(f"{v:.0f}" for v in cpu[arm])
+        print(
+            f"| {label} | {median[arm]:.0f} | {saved:.0f} | {saved / whole:.1%} | {rounds} |"
+        )
+    floor_cpu = median["h11-trio"]
+    rounds = " / ".join(f"{v:.0f}" for v in cpu["h11-trio"])
+    print(f"| (the bare h11 loop) | {floor_cpu:.0f} | | | {rounds} |")
+    print(
+        f"\nfloor ÷ trioclient by CPU: {floor_cpu / whole:.3f} as shipped, "
+        f"{floor_cpu / median[','.join(PARTS)]:.3f} with all four off"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

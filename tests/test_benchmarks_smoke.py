@@ -348,11 +348,18 @@ async def test_the_time_breakdown_arms_still_answer_every_request(parts: str) ->
     assert (result["ok"], result["failures"], result["units"]) == (12, 0, 12)
 
 
-def test_the_time_breakdown_refuses_an_unknown_part() -> None:
-    from benchmarks.where_time_goes import _switch_off
+def test_the_time_breakdown_refuses_an_unknown_part_or_a_missing_name() -> None:
+    from benchmarks.where_time_goes import _replace, _switch_off
 
     with pytest.raises(ValueError, match="unknown part 'modles'"):
         _switch_off("modles")
+
+    class Renamed:
+        pass
+
+    with pytest.raises(RuntimeError, match="Renamed has no 'try_pass'"):
+        _replace(Renamed, "try_pass", None)
+    assert not hasattr(Renamed, "try_pass")
 
 
 def test_quick_runs_write_beside_not_over_the_full_results() -> None:

@@ -89,12 +89,13 @@ def parse_reset_duration(text: str) -> float | None:
 
 
 def reset_resolution(text: str) -> float:
-    """Half the last digit of a reset header, in seconds: how far the true duration may
-    be from the one written (``"1s"``: 0.5 s, ``"1.25s"``: 5 ms, ``"20ms"``: 0.5 ms).
+    """The unit of the last digit of a reset header, in seconds: how far the true
+    duration may be from the one written (``"1s"``: 1 s, ``"1.25s"``: 10 ms, ``"20ms"``:
+    1 ms).
 
-    Servers round the reset as they like (OpenAI's examples read ``"1s"`` and
-    ``"6m0s"``), and a rate worked out from it is only as good as that rounding.
-    Anything unreadable is taken as rounded to the second.
+    Servers write the reset as they like (OpenAI's examples read ``"1s"`` and
+    ``"6m0s"``), rounded or cut to that digit, and a rate or a level worked out from it
+    is only as good as that. Anything unreadable is taken as written to the second.
     """
     text = text.strip()
     end = len(text)
@@ -107,10 +108,10 @@ def reset_resolution(text: str) -> float:
         start -= 1
     number = text[start:end]
     if scale is None or not number:
-        return 0.5
+        return 1.0
     point = number.find(".")
     decimals = 0 if point < 0 else len(number) - point - 1
-    return 0.5 * scale * 10.0**-decimals
+    return scale * 10.0**-decimals
 
 
 _DURATION_UNITS = {
@@ -343,6 +344,10 @@ class _HeaderLimit:
     rate: float = 0.0  # the server's refill, tokens a second
     rate_low: float = 0.0  # the rate is known to lie in [rate_low, rate_high]
     rate_high: float = math.inf
+    # Whether a refusal showed the server reads its bucket as it answers, not as it
+    # admits (see `observe`): then no refill is counted between the two.
+    read_at_answer: bool = False
+    known_since: float = math.inf  # when the first reading taught the rate
     share: float = 1.0  # this client's share of the spending (see the class docstring)
     bucket: TokenBucket | None = None
     # The readings applied in the share window: (sent_at, spent in all since the first
@@ -368,28 +373,40 @@ class _HeaderLimit:
         limit = _header_number(headers.get(f"x-ratelimit-limit-{self.name}"))
         remaining = _header_number(headers.get(f"x-ratelimit-remaining-{self.name}"))
         reset_text = headers.get(f"x-ratelimit-reset-{self.name}")
-        reset = None if reset_text is None else parse_reset_duration(reset_text)
+        reset = rounding = None
+        if reset_text is not None:
+            reset = parse_reset_duration(reset_text)
+            rounding = reset_resolution(reset_text)
         if limit is None or remaining is None or limit <= 0:
             return
         remaining = min(remaining, limit)
         if limit != self.limit:
             self.limit, self.rate_low, self.rate_high = limit, 0.0, math.inf
+            self.read_at_answer = False
             self._window.clear()
             self._last = None
         # The refill rate is the deficit over the time to refill it. `remaining` is
-        # rounded down (the true level is up to a token more) and the reset to the
-        # millisecond, so one reading bounds the rate within an interval; the readings'
+        # rounded down (the true level is up to a token more) and the reset to its last
+        # digit, so one reading bounds the rate within an interval; the readings'
         # intervals together bound it closely (see `_narrow_rate`).
         deficit = limit - remaining
-        if reset is not None and reset > 0 and deficit > 0:
-            self._narrow_rate(deficit, reset, reset_resolution(reset_text or ""))
+        if reset is not None and rounding is not None and reset > 0 and deficit > 0:
+            self._narrow_rate(deficit, reset, rounding)
             if self.bucket is None:
                 self.bucket = TokenBucket.starting_at(self.rate, limit, limit)
+                self.known_since = trio.current_time()
             self.bucket.capacity = limit
         bucket = self.bucket
         if bucket is None:
             return  # no rate known yet
         now = trio.current_time()
+        if refused and sent_at > self.known_since:
+            # The projection let this attempt go and the server refused it: the level
+            # was taken too high. Read as the server admitted the attempt, the level
+            # and the refill since are exact; read as it answered, that refill is
+            # counted twice. From this refusal on, the refill counts from the answer.
+            # (Attempts sent before the budget was known prove nothing.)
+            self.read_at_answer = True
         last = self._last
         if last is not None and sent_at <= last[2]:
             # Sent before the applied reading's answer came: either may have reached the
@@ -410,14 +427,17 @@ class _HeaderLimit:
         # have reached it after: the level the next attempt meets, less what is reserved
         # to go. Others on the key see the same tokens left and the same refill: of both,
         # this client counts its share only, or they would all reach for the same token.
-        level = min(limit, remaining + self.rate * max(0.0, now - sent_at))
-        if share == 1.0 and reset is not None and (self.rate_high - self.rate_low) * reset < 0.5:
-            # With the rate known closely, the reset tells the level to a fraction of a
-            # token. When the server read it is not said (as it admitted the attempt,
-            # or as it answered): taken as now, the level is the least it can be, and
-            # often more than what is left of `remaining` rounded down. (Not with
-            # others on the key: what they spend is not known to a fraction of a token.)
-            level = max(level, min(limit, limit - reset * self.rate))
+        since = now if self.read_at_answer else sent_at
+        level = min(limit, remaining + self.rate * max(0.0, now - since))
+        if share == 1.0 and reset is not None and rounding is not None and self.rate_high < math.inf:
+            # The reset tells the level to a fraction of a token, once the rate is known
+            # closely. Taken at its least: the longest the reset may be (its rounding)
+            # at the fastest the rate may be, and as of now (the server may have read
+            # its bucket as it answered rather than as it admitted the attempt). Often
+            # more than what is left of `remaining` rounded down; never more than the
+            # server has. (Not with others on the key: what they spend is not known to
+            # a fraction of a token.)
+            level = max(level, limit - (reset + rounding) * self.rate_high)
         level *= share
         bucket.set_level(level - on_the_way - self.unsent - margin)
 
@@ -425,9 +445,9 @@ class _HeaderLimit:
         """Bound the server's refill rate by one more reading, and take the middle.
 
         The server's true deficit is in ``(deficit - 1, deficit]`` (``remaining`` is
-        rounded down) and the true reset within ``rounding`` of the one given (see
-        :func:`reset_resolution`), so the rate lies in ``[(deficit - 1) / (reset +
-        rounding), deficit / (reset - rounding)]``. Every
+        rounded down) and the true reset within ``rounding`` of the one given (a digit
+        of the reset, rounded or cut: see :func:`reset_resolution`), so the rate lies
+        in ``[(deficit - 1) / (reset + rounding), deficit / (reset - rounding)]``. Every
         reading of one bucket holds the same rate: the intersection of their intervals
         narrows with each, far below a token of error over a whole minute's refill. A
         reading whose interval misses the running one says the rate is not what it was
@@ -440,7 +460,7 @@ class _HeaderLimit:
         else:
             self.rate_low, self.rate_high = max(low, self.rate_low), min(high, self.rate_high)
         low, high = self.rate_low, self.rate_high
-        if high - low <= 0.01 * high:
+        if high < math.inf and high - low <= 0.01 * high:
             self.rate = (low + high) / 2
         else:  # still wide: this reading's own middle, held within the bounds
             self.rate = min(high, max(low, max(deficit - 0.5, 0.5) / reset))

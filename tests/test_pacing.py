@@ -47,7 +47,9 @@ def test_reset_durations_parse(text: str, seconds: float) -> None:
     assert parse_reset_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "s", "abc", "1x", "1s2", "-1s", "1..2s", "nan", "inf", "1 s"])
+@pytest.mark.parametrize(
+    "text", ["", "s", "abc", "1x", "1s2", "-1s", "1..2s", "nan", "inf", "1 s", "1" + "0" * 400 + "s"]
+)
 def test_unreadable_reset_durations_are_none(text: str) -> None:
     assert parse_reset_duration(text) is None
 
@@ -386,15 +388,16 @@ async def test_a_level_read_from_the_reset_is_never_above_the_servers(
     # level projected right after a reading never exceeds what the server has.
     import random
 
-    rng = random.Random(7)
-    budgets = Budgets()
-    server = ProviderBucket(180, rate=3.0, level=180.0, written=written)
-    for _ in range(300):
-        await trio.sleep(rng.choice([0.0, 0.05, 0.3, 1.0, 5.0, 70.0]))
-        await send_one(budgets, server)
-        bucket = budgets.header_requests.bucket
-        if bucket is not None:
-            assert bucket.level() + 0.25 <= server.level + 1e-9
+    for seed in range(4):
+        rng = random.Random(seed)
+        budgets = Budgets()
+        server = ProviderBucket(180, rate=3.0, level=180.0, written=written)
+        for _ in range(300):
+            await trio.sleep(rng.choice([0.0, 0.05, 0.3, 1.0, 5.0, 70.0]))
+            await send_one(budgets, server)
+            bucket = budgets.header_requests.bucket
+            if bucket is not None:
+                assert bucket.level() + 0.25 <= server.level + 1e-9
 
 
 async def test_refusals_of_a_burst_sent_before_the_budget_was_known_teach_nothing(
@@ -437,3 +440,41 @@ async def test_with_others_on_the_key_the_reset_fraction_is_not_read(
     # Its share of what `remaining` says, less the margin (a quarter of a token).
     expected = limit.share * math.floor(server.level) - 0.25
     assert limit.bucket.level() == pytest.approx(expected)
+
+
+async def test_a_refusal_that_leaves_this_budget_covering_the_attempt_teaches_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A 429 whose reading shows a hundred requests left was not this budget's doing (the
+    # tokens budget, or overload): the requests budget keeps counting its refill from
+    # the send.
+    budgets = Budgets()
+    server = ProviderBucket(120, rate=2.0, level=100.0)
+    for _ in range(3):
+        await trio.sleep(1)
+        await send_one(budgets, server)
+    await trio.sleep(1)
+    sent = budgets.sent(1, await budgets.acquire(1))
+    refused = server.admit()
+    assert int(refused.headers["x-ratelimit-remaining-requests"]) > 50
+    budgets.observe(response(refused.headers, 429), sent)
+    assert not budgets.header_requests.read_at_answer
+    # The same refusal with the budget spent does teach it.
+    await trio.sleep(1)
+    sent = budgets.sent(1, await budgets.acquire(1))
+    budgets.observe(response(headers(120, 0, "59.5s"), 429), sent)
+    assert budgets.header_requests.read_at_answer
+
+
+async def test_a_give_back_never_fills_a_bucket_past_its_capacity(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bucket = TokenBucket.starting_at(rate=1.0, capacity=10.0, level=10.0)
+    bucket.adjust(5)  # an attempt counted as spent turns out not to have been
+    assert bucket.level() == 10.0
+    bucket.adjust(-4)
+    bucket.adjust(5)
+    assert bucket.level() == 10.0
+    bucket.adjust(-4)
+    bucket.adjust(3)
+    assert bucket.level() == 9.0

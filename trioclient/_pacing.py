@@ -85,7 +85,7 @@ def parse_reset_duration(text: str) -> float | None:
         if scale is None:
             return None
         total += number * scale
-    return total
+    return total if math.isfinite(total) else None
 
 
 def reset_resolution(text: str) -> float:
@@ -270,9 +270,14 @@ class TokenBucket:
         if tokens == 0:
             return
         self._catch_up()
-        self._base += tokens
         if tokens > 0:
+            # Never past capacity: a give-back to a full bucket (an attempt found to
+            # have come first after all) would otherwise hold tokens no server has.
+            held = self._base - self._demand
+            self._base = self._demand + min(held + tokens, max(self.capacity, held))
             self._wake()
+        else:
+            self._base += tokens
 
     def set_level(self, level: float) -> None:
         """Say how many tokens are available now (a fresher reading of the server's)."""
@@ -400,12 +405,16 @@ class _HeaderLimit:
         if bucket is None:
             return  # no rate known yet
         now = trio.current_time()
-        if refused and sent_at > self.known_since:
+        covered = max(cost, 1.0) + self.rate * max(0.0, now - sent_at)
+        if refused and sent_at > self.known_since and remaining < covered:
             # The projection let this attempt go and the server refused it: the level
             # was taken too high. Read as the server admitted the attempt, the level
             # and the refill since are exact; read as it answered, that refill is
             # counted twice. From this refusal on, the refill counts from the answer.
-            # (Attempts sent before the budget was known prove nothing.)
+            # (Attempts sent before the budget was known prove nothing, nor does a
+            # refusal whose reading shows this budget covering the attempt even less
+            # what it refilled while the answer came: the other budget, or something
+            # else, refused it.)
             self.read_at_answer = True
         last = self._last
         if last is not None and sent_at <= last[2]:

@@ -334,14 +334,23 @@ async def send_one(budgets: Budgets, server: ProviderBucket) -> None:
     budgets.observe(server.admit(), sent)
 
 
+async def send_each_second(
+    budgets: Budgets, server: ProviderBucket, seconds: int, others: float = 0.0
+) -> None:
+    """One attempt a second for ``seconds``, while another program spends ``others``
+    tokens a second."""
+    for _ in range(seconds):
+        await trio.sleep(1)
+        server.level -= others
+        await send_one(budgets, server)
+
+
 async def test_readings_together_pin_the_refill_rate(autojump_clock: trio.testing.MockClock) -> None:
     # One reading bounds the rate within a token of its deficit (about 1 in 80 here);
     # the readings of one bucket, each at its own fraction of a token, pin it together.
     budgets = Budgets()
     server = ProviderBucket(120, rate=1.37, level=40.0)
-    for _ in range(12):
-        await trio.sleep(1)
-        await send_one(budgets, server)
+    await send_each_second(budgets, server, 12)
     limit = budgets.header_requests
     assert limit.rate_low <= 1.37 <= limit.rate_high
     assert limit.rate == pytest.approx(1.37, rel=0.001)
@@ -364,9 +373,7 @@ async def test_the_reset_tells_what_remaining_rounded_away(
     # over a minute: `remaining` alone sets the level.
     budgets = Budgets()
     server = ProviderBucket(120, rate=1.37, level=40.0, coarse=coarse)
-    for _ in range(12):
-        await trio.sleep(1)
-        await send_one(budgets, server)
+    await send_each_second(budgets, server, 12)
     await wait_for_a_fraction(server, 0.9)
     await send_one(budgets, server)
     assert server.level == pytest.approx(43.9)
@@ -427,10 +434,7 @@ async def test_with_others_on_the_key_the_reset_fraction_is_not_read(
     # token beyond `remaining` gives this client its share of `remaining` alone.
     budgets = Budgets()
     server = ProviderBucket(120, rate=2.0, level=100.0)
-    for _ in range(12):
-        await trio.sleep(1)
-        server.level -= 2  # the other program
-        await send_one(budgets, server)
+    await send_each_second(budgets, server, 12, others=2)
     limit = budgets.header_requests
     assert limit.share < 0.8
     await wait_for_a_fraction(server, 0.99)
@@ -450,9 +454,7 @@ async def test_a_refusal_that_leaves_this_budget_covering_the_attempt_teaches_no
     # the send.
     budgets = Budgets()
     server = ProviderBucket(120, rate=2.0, level=100.0)
-    for _ in range(3):
-        await trio.sleep(1)
-        await send_one(budgets, server)
+    await send_each_second(budgets, server, 3)
     await trio.sleep(1)
     sent = budgets.sent(1, await budgets.acquire(1))
     refused = server.admit()

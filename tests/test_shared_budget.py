@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -490,15 +491,24 @@ async def test_cli_batch_redis_mistakes_are_one_line(
     assert message in line and PASSWORD not in line
 
 
+def charged_pacer(
+    redis: RedisServer, key: str, inner: Any = None
+) -> tuple[RedisBudget, int, Any, int, httpx.Request]:
+    """A budget of 600,000 tokens a minute (100 µs a token) on a frozen clock, one body's
+    pacer on it, that body's token estimate and a request: ``(budget, now, pacer,
+    estimate, request)``."""
+    budget = RedisBudget(redis.url, key=key, tpm=600_000)
+    now = budget._fake_now_us = 15_000_000_000_000
+    pacer = budget.pacer(BODY, inner)
+    estimate = trioclient._pacing.estimate_tokens(BODY)
+    return budget, now, pacer, estimate, httpx.Request("POST", "http://x/v1/chat/completions")
+
+
 async def test_an_attempt_abandoned_before_sending_gives_its_charge_back(
     redis: RedisServer,
 ) -> None:
     # Charged in Redis, then cancelled while waiting for its slot: it never went.
-    budget = RedisBudget(redis.url, key="abandoned", tpm=600_000)  # 100 µs a token
-    now = budget._fake_now_us = 15_000_000_000_000
-    pacer = budget.pacer(BODY)
-    estimate = trioclient._pacing.estimate_tokens(BODY)
-    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    budget, now, pacer, estimate, request = charged_pacer(redis, "abandoned")
     with trio.fail_after(10):
         await pacer.before_attempt(request)
         assert tat(redis, "abandoned", "t") == now + estimate * 100
@@ -526,11 +536,7 @@ async def test_an_attempt_sent_back_by_its_inner_pacer_is_charged_once(
         def still_clear(self, request: httpx.Request) -> bool:
             return self.clear.pop(0)
 
-    budget = RedisBudget(redis.url, key="again", tpm=600_000)
-    now = budget._fake_now_us = 15_000_000_000_000
-    pacer = budget.pacer(BODY, Inner())
-    estimate = trioclient._pacing.estimate_tokens(BODY)
-    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    budget, now, pacer, estimate, request = charged_pacer(redis, "again", Inner())
     with trio.fail_after(10):
         await pacer.before_attempt(request)
         assert not pacer.still_clear(request)  # type: ignore[attr-defined]
@@ -542,11 +548,7 @@ async def test_an_attempt_sent_back_by_its_inner_pacer_is_charged_once(
 
 
 async def test_a_429_gives_its_tokens_back(redis: RedisServer) -> None:
-    budget = RedisBudget(redis.url, key="refused", tpm=600_000)  # 100 µs a token
-    now = budget._fake_now_us = 15_000_000_000_000
-    pacer = budget.pacer(BODY)
-    estimate = trioclient._pacing.estimate_tokens(BODY)
-    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    budget, now, pacer, estimate, request = charged_pacer(redis, "refused")
     with trio.fail_after(10):
         await pacer.before_attempt(request)
         assert tat(redis, "refused", "t") == now + estimate * 100

@@ -56,6 +56,26 @@ def parse_reset_duration(text: str) -> float | None:
     A bare number is taken as seconds, as some compatible servers send it. Anything
     else gives ``None``: a header we cannot read must never break a request.
     """
+    parsed = parse_reset(text)
+    return None if parsed is None else parsed[0]
+
+
+def reset_resolution(text: str) -> float:
+    """The unit of the last digit of a reset header, in seconds: how far the true
+    duration may be from the one written (``"1s"``: 1 s, ``"1.25s"``: 10 ms, ``"20ms"``:
+    1 ms).
+
+    Servers write the reset as they like (OpenAI's examples read ``"1s"`` and
+    ``"6m0s"``), rounded or cut to that digit, and a rate or a level worked out from it
+    is only as good as that. Anything unreadable is taken as written to the second.
+    """
+    parsed = parse_reset(text)
+    return 1.0 if parsed is None else parsed[1]
+
+
+def parse_reset(text: str) -> tuple[float, float] | None:
+    """A reset header as ``(seconds, the unit of its last digit in seconds)`` (see
+    :func:`parse_reset_duration` and :func:`reset_resolution`), or ``None``."""
     text = text.strip()
     if not text:
         return None
@@ -64,8 +84,11 @@ def parse_reset_duration(text: str) -> float | None:
     except ValueError:
         pass
     else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        if not (math.isfinite(seconds) and seconds >= 0):
+            return None
+        return seconds, _last_digit(text, 1.0)
     total = 0.0
+    last_digit = 1.0
     pos = 0
     n = len(text)
     while pos < n:
@@ -85,33 +108,16 @@ def parse_reset_duration(text: str) -> float | None:
         if scale is None:
             return None
         total += number * scale
-    return total if math.isfinite(total) else None
+        last_digit = _last_digit(text[start:unit_start], scale)
+    return (total, last_digit) if math.isfinite(total) else None
 
 
-def reset_resolution(text: str) -> float:
-    """The unit of the last digit of a reset header, in seconds: how far the true
-    duration may be from the one written (``"1s"``: 1 s, ``"1.25s"``: 10 ms, ``"20ms"``:
-    1 ms).
-
-    Servers write the reset as they like (OpenAI's examples read ``"1s"`` and
-    ``"6m0s"``), rounded or cut to that digit, and a rate or a level worked out from it
-    is only as good as that. Anything unreadable is taken as written to the second.
-    """
-    text = text.strip()
-    end = len(text)
-    unit_end = end
-    while end and not (text[end - 1].isdigit() or text[end - 1] == "."):
-        end -= 1
-    scale = 1.0 if end == unit_end else _DURATION_UNITS.get(text[end:unit_end])
-    start = end
-    while start and (text[start - 1].isdigit() or text[start - 1] == "."):
-        start -= 1
-    number = text[start:end]
-    if scale is None or not number:
-        return 1.0
+def _last_digit(number: str, scale: float) -> float:
+    """The unit of ``number``'s last digit, times ``scale`` (an exponent: a whole unit)."""
+    if "e" in number or "E" in number:
+        return scale
     point = number.find(".")
-    decimals = 0 if point < 0 else len(number) - point - 1
-    return scale * 10.0**-decimals
+    return scale if point < 0 else scale * 10.0 ** -(len(number) - point - 1)
 
 
 _DURATION_UNITS = {
@@ -378,10 +384,7 @@ class _HeaderLimit:
         limit = _header_number(headers.get(f"x-ratelimit-limit-{self.name}"))
         remaining = _header_number(headers.get(f"x-ratelimit-remaining-{self.name}"))
         reset_text = headers.get(f"x-ratelimit-reset-{self.name}")
-        reset = rounding = None
-        if reset_text is not None:
-            reset = parse_reset_duration(reset_text)
-            rounding = reset_resolution(reset_text)
+        reset = None if reset_text is None else parse_reset(reset_text)  # (seconds, digit)
         if limit is None or remaining is None or limit <= 0:
             return
         remaining = min(remaining, limit)
@@ -395,8 +398,8 @@ class _HeaderLimit:
         # digit, so one reading bounds the rate within an interval; the readings'
         # intervals together bound it closely (see `_narrow_rate`).
         deficit = limit - remaining
-        if reset is not None and rounding is not None and reset > 0 and deficit > 0:
-            self._narrow_rate(deficit, reset, rounding)
+        if reset is not None and reset[0] > 0 and deficit > 0:
+            self._narrow_rate(deficit, *reset)
             if self.bucket is None:
                 self.bucket = TokenBucket.starting_at(self.rate, limit, limit)
                 self.known_since = trio.current_time()
@@ -405,8 +408,11 @@ class _HeaderLimit:
         if bucket is None:
             return  # no rate known yet
         now = trio.current_time()
-        covered = max(cost, 1.0) + self.rate * max(0.0, now - sent_at)
-        if refused and sent_at > self.known_since and remaining < covered:
+        if (
+            refused
+            and sent_at > self.known_since
+            and remaining < max(cost, 1.0) + self.rate * max(0.0, now - sent_at)
+        ):
             # The projection let this attempt go and the server refused it: the level
             # was taken too high. Read as the server admitted the attempt, the level
             # and the refill since are exact; read as it answered, that refill is
@@ -438,7 +444,7 @@ class _HeaderLimit:
         # this client counts its share only, or they would all reach for the same token.
         since = now if self.read_at_answer else sent_at
         level = min(limit, remaining + self.rate * max(0.0, now - since))
-        if share == 1.0 and reset is not None and rounding is not None and self.rate_high < math.inf:
+        if share == 1.0 and reset is not None and self.rate_high < math.inf:
             # The reset tells the level to a fraction of a token, once the rate is known
             # closely. Taken at its least: the longest the reset may be (its rounding)
             # at the fastest the rate may be, and as of now (the server may have read
@@ -446,7 +452,8 @@ class _HeaderLimit:
             # more than what is left of `remaining` rounded down; never more than the
             # server has. (Not with others on the key: what they spend is not known to
             # a fraction of a token.)
-            level = max(level, limit - (reset + rounding) * self.rate_high)
+            seconds, rounding = reset
+            level = max(level, limit - (seconds + rounding) * self.rate_high)
         level *= share
         bucket.set_level(level - on_the_way - self.unsent - margin)
 
@@ -569,6 +576,13 @@ class Reservation:
         now = trio.current_time()
         return all(bucket.ready_at(ticket) <= now for bucket, ticket, _ in self.buckets)
 
+    def settle(self) -> None:
+        """The attempt is sent or given up: its cost is no longer reserved to go."""
+        for limit, cost in self.held:
+            limit.unsent -= cost
+        self.buckets.clear()
+        self.held.clear()
+
     async def wait_again(self) -> None:
         """Wait, without reserving anew, until every bucket covers its ticket again."""
         for bucket, ticket, _ in self.buckets:
@@ -662,20 +676,14 @@ class Budgets:
         """Give back what ``reservation`` holds: its attempt will not be sent."""
         for bucket, _, cost in reservation.buckets:
             bucket.adjust(cost)
-        for limit, cost in reservation.held:
-            limit.unsent -= cost
-        reservation.buckets.clear()
-        reservation.held.clear()
+        reservation.settle()
 
     def sent(self, tokens: int, reservation: Reservation | None = None) -> Sent:
         """Count an attempt as sent now (settling its ``reservation``, if it was paced);
         returns its :data:`Sent`, to give back to :meth:`observe` with its answer, or
         to :meth:`unanswered` if none comes."""
         if reservation is not None:
-            for limit, cost in reservation.held:
-                limit.unsent -= cost
-            reservation.buckets.clear()
-            reservation.held.clear()
+            reservation.settle()
         self.header_requests.sent += 1
         self.header_tokens.sent += tokens
         sent = (self.header_requests.sent, self.header_tokens.sent, trio.current_time(), tokens)

@@ -204,6 +204,19 @@ def test_a_missing_key_says_where_keys_come_from() -> None:
         trioclient.Client(base_url=URL)
 
 
+def _circular() -> dict[str, Any]:
+    looped: dict[str, Any] = {"a": [1, 2]}
+    looped["a"].append(looped)
+    return looped
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -213,6 +226,9 @@ def test_a_missing_key_says_where_keys_come_from() -> None:
         ({"messages": [{"content": "no role"}]}, ValueError, "role"),
         ({"messages": MESSAGES, "model": ""}, ValueError, "model"),
         ({"messages": MESSAGES, "stop": object()}, TypeError, "JSON"),
+        ({"messages": MESSAGES, "stop": [1, {"deep": {1j}}]}, TypeError, "type set is not"),
+        ({"messages": MESSAGES, "metadata": _circular()}, TypeError, "Circular reference"),
+        ({"messages": MESSAGES, "metadata": _nested(5000)}, TypeError, "recursion"),
     ],
 )
 async def test_bad_requests_fail_before_anything_is_sent(

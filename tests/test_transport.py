@@ -28,7 +28,9 @@ import httpx
 import pytest
 import trio
 
-from trioclient._transport import TrioTransport
+from trioclient import ResponseTooLargeError, Timeout
+from trioclient._attempt import read_body
+from trioclient._transport import BodyStream, TrioTransport
 
 LIMIT = 10.0  # seconds any single test may wait on the network
 
@@ -159,6 +161,28 @@ async def echo(
         conn.start_next_cycle()
 
 
+async def answer_chunked(stream: trio.SocketStream, first: bytes) -> h11.Connection:
+    """Read one request, then send a chunked 200 head with ``first`` as its first piece
+    of body (in one write); the caller goes on with the returned connection."""
+    conn = h11.Connection(h11.SERVER)
+    await read_request(stream, conn)
+    await stream.send_all(
+        conn.send(h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]))
+        + conn.send(h11.Data(data=first))
+    )
+    return conn
+
+
+async def answer_in_two_parts(
+    stream: trio.SocketStream, first: bytes, go: trio.Event, second: bytes
+) -> None:
+    """Answer one request with a chunked body: ``first`` with the head, ``second`` and
+    the end once ``go`` is set."""
+    conn = await answer_chunked(stream, first)
+    await go.wait()
+    await stream.send_all(conn.send(h11.Data(data=second)) + conn.send(h11.EndOfMessage()))
+
+
 async def send(transport: TrioTransport, method: str, url: str, **kwargs: object) -> httpx.Response:
     """One request through the transport, body read and response closed."""
     request = httpx.Request(method, url, **kwargs)  # type: ignore[arg-type]
@@ -260,38 +284,49 @@ async def test_response_not_read_to_end_is_not_reused(transport: TrioTransport) 
             assert server.accepts == 2
 
 
-async def test_connection_close_response_is_not_reused(transport: TrioTransport) -> None:
-    async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
-        conn = h11.Connection(h11.SERVER)
-        await read_request(stream, conn)
-        await respond_json(stream, conn, {"ok": True}, [("connection", "close")])
-        await wait_for_eof(stream, server, index)
+async def answer_once_then_close(stream: trio.SocketStream, server: Server, index: int) -> None:
+    """Answer one request with ``Connection: close``, then wait for the client's close."""
+    conn = h11.Connection(h11.SERVER)
+    await read_request(stream, conn)
+    await respond_json(stream, conn, {"ok": True}, [("connection", "close")])
+    await wait_for_eof(stream, server, index)
 
+
+async def test_connection_close_response_is_not_reused(transport: TrioTransport) -> None:
     with trio.fail_after(LIMIT):
-        async with open_server(handler) as server:
+        async with open_server(answer_once_then_close) as server:
             await send(transport, "GET", server.url())
             await send(transport, "GET", server.url())
             assert server.accepts == 2
 
 
-async def test_idle_connection_closed_by_server_is_replaced(transport: TrioTransport) -> None:
+@pytest.mark.parametrize("answers", [1, 3])
+async def test_idle_connection_closed_by_server_is_replaced(
+    transport: TrioTransport, answers: int
+) -> None:
     """The liveness check at reuse: a readable idle socket (here: the server's FIN)
     is closed before anything is written, and a fresh connection serves the request.
-    Without the check the request would go out on the dead connection and fail."""
+    Without the check the request would go out on the dead connection and fail. With
+    3 answers first, the poll set the connection keeps for the check (made at its
+    first reuse) is polled again at the later ones and still sees the close."""
 
     async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
-        await echo(stream, server, index, max_requests=1)
-        server.note_client_closed(index)  # here: the server closes the idle connection
+        await echo(stream, server, index, max_requests=answers if index == 0 else None)
+        if index == 0:
+            server.note_client_closed(index)  # here: the server closes the idle connection
 
     with trio.fail_after(LIMIT):
         async with open_server(handler) as server:
-            await send(transport, "GET", server.url())
+            for _ in range(answers):
+                got = await send(transport, "GET", server.url())
+                assert got.json()["connection"] == 0
             while not server.client_closed:
                 await server.closed_event.wait()
             await trio.sleep(0.05)  # let the FIN reach the client's socket
             got = await send(transport, "GET", server.url())
             assert got.json()["connection"] == 1
             assert server.accepts == 2
+            assert len(server.requests) == answers + 1
 
 
 def race_handler() -> Handler:
@@ -518,31 +553,23 @@ async def test_informational_responses_are_skipped(transport: TrioTransport) -> 
 
 
 async def test_body_chunks_arrive_as_sent(transport: TrioTransport) -> None:
+    """The first chunk reaches the caller while the server still holds back the second
+    (a transport that buffered the body would wait forever here). `take_whole` finds
+    the body incomplete, and the reads start with the part it already decoded."""
     client_saw_first = trio.Event()
-    second_sent = False
 
     async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
-        nonlocal second_sent
-        conn = h11.Connection(h11.SERVER)
-        await read_request(stream, conn)
-        await stream.send_all(
-            conn.send(h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]))
-            + conn.send(h11.Data(data=b"data: one\n\n"))
-        )
-        await client_saw_first.wait()
-        second_sent = True
-        await stream.send_all(conn.send(h11.Data(data=b"data: two\n\n")))
-        await stream.send_all(conn.send(h11.EndOfMessage()))
+        await answer_in_two_parts(stream, b"data: one\n\n", client_saw_first, b"data: two\n\n")
         await echo(stream, server, index)
 
     with trio.fail_after(LIMIT):
         async with open_server(handler) as server:
             response = await transport.handle_async_request(httpx.Request("GET", server.url()))
+            assert cast(BodyStream, response.stream).take_whole() is None
             chunks: list[bytes] = []
             async for chunk in response.aiter_raw():
                 assert isinstance(chunk, bytes)
                 if not chunks:
-                    assert not second_sent
                     client_saw_first.set()
                 chunks.append(chunk)
             await response.aclose()
@@ -550,6 +577,61 @@ async def test_body_chunks_arrive_as_sent(transport: TrioTransport) -> None:
             # Read to the end, so its connection serves the next request.
             await send(transport, "GET", server.url())
             assert server.accepts == 1
+
+
+async def test_a_body_that_came_with_its_head_is_taken_whole(transport: TrioTransport) -> None:
+    """`take_whole` hands over a body that arrived in the head's read, and hangs the
+    connection back up for the next request."""
+    with trio.fail_after(LIMIT):
+        async with open_server(echo) as server:
+            response = await transport.handle_async_request(
+                httpx.Request("POST", server.url("/whole"), content=b"hello")
+            )
+            stream = cast(BodyStream, response.stream)
+            whole = stream.take_whole()
+            assert whole is not None
+            assert json.loads(whole)["body"] == "hello"
+            assert stream.at_end
+            await send(transport, "GET", server.url())
+            assert server.accepts == 1
+
+
+async def test_a_whole_body_from_a_closing_server_closes_its_connection(
+    transport: TrioTransport,
+) -> None:
+    """Taken whole, an answer with ``Connection: close`` still closes its socket at
+    once (`take_whole` cannot await: `read_body` closes it), not when collected."""
+    with trio.fail_after(LIMIT):
+        async with open_server(answer_once_then_close) as server:
+            response = await transport.handle_async_request(httpx.Request("GET", server.url()))
+            assert json.loads(await read_body(response, Timeout(), 1 << 20)) == {"ok": True}
+            with trio.fail_after(2):
+                while not server.client_closed:
+                    await server.closed_event.wait()
+            assert server.client_closed == [0]
+            assert response.is_closed
+
+
+async def test_a_whole_body_over_the_bound_is_refused(transport: TrioTransport) -> None:
+    """A body with no Content-Length that came whole, over ``max_response_bytes``: the
+    bound holds on the path that takes it at once too."""
+
+    async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
+        conn = h11.Connection(h11.SERVER)
+        await read_request(stream, conn)
+        await stream.send_all(
+            conn.send(h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]))
+            + conn.send(h11.Data(data=b"x" * 300))
+            + conn.send(h11.EndOfMessage())
+        )
+        await wait_for_eof(stream, server, index)
+
+    with trio.fail_after(LIMIT):
+        async with open_server(handler) as server:
+            response = await transport.handle_async_request(httpx.Request("GET", server.url()))
+            with pytest.raises(ResponseTooLargeError, match=r"max_response_bytes=100$"):
+                await read_body(response, Timeout(), 100)
+            assert response.is_closed
 
 
 async def test_many_concurrent_requests_need_no_pool_slot(transport: TrioTransport) -> None:
@@ -600,12 +682,7 @@ async def test_many_concurrent_requests_need_no_pool_slot(transport: TrioTranspo
 
 async def test_cancel_while_reading_body_closes_connection(transport: TrioTransport) -> None:
     async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
-        conn = h11.Connection(h11.SERVER)
-        await read_request(stream, conn)
-        await stream.send_all(
-            conn.send(h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]))
-            + conn.send(h11.Data(data=b"first"))
-        )
+        await answer_chunked(stream, b"first")
         await wait_for_eof(stream, server, index)
 
     with trio.fail_after(LIMIT):

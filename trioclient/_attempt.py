@@ -183,8 +183,22 @@ async def read_body(
             chunks_iter = response.stream.__aiter__()  # type: ignore[union-attr]
         # Our own transport's stream says when it holds no more: then the last chunk
         # needs no new idle deadline and no further read (the usual answer is one
-        # chunk, and renewing a deadline costs about as much as entering a scope).
+        # chunk, and renewing a deadline costs about half as much as entering a scope).
         ours = chunks_iter if type(chunks_iter) is _body_stream() else None
+        if ours is not None:
+            # Most answers come whole with their head: taken at once, with nothing
+            # to wait for, there is no idle deadline to set.
+            whole = ours.take_whole()
+            if whole is not None:
+                if len(whole) > max_bytes:
+                    raise ResponseTooLargeError(
+                        f"response body exceeds max_response_bytes={max_bytes}",
+                        request=request,
+                    )
+                response.is_closed = True
+                if not ours.at_end:
+                    await ours.aclose()  # a connection the server wants closed
+                return whole
         chunks: list[bytes] = []
         size = 0
         idle = math.inf if timeout.idle is None else timeout.idle

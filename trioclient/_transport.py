@@ -44,10 +44,12 @@ trio cancel scope, which covers connect, send and the whole response at once.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import h11
@@ -174,6 +176,9 @@ class _Connection:
     origin: _Origin
     # trio.current_time() when it was last hung back up as idle.
     idle_since: float = 0.0
+    # The poll(2) set watching `sock` for `has_expired`, made on first use and kept
+    # (trio's `is_readable` builds and fills a new one on every call).
+    _poller: Any = attrs.field(default=None, init=False, repr=False)
 
     def has_expired(self, now: float, keepalive_expiry: float) -> bool:
         """Whether this idle connection must not be reused (see the module docstring).
@@ -183,7 +188,16 @@ class _Connection:
         request. (Over TLS, a late session ticket also reads as readable; dropping that
         connection is harmless.)
         """
-        return now - self.idle_since > keepalive_expiry or self.sock.is_readable()
+        if now - self.idle_since > keepalive_expiry:
+            return True
+        poller = self._poller
+        if poller is None:
+            if not hasattr(select, "poll"):  # Windows
+                return self.sock.is_readable()
+            poller = self._poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+        # Any event counts: readable, hung up, or POLLNVAL for a socket closed under it.
+        return bool(poller.poll(0))
 
 
 def _close_socket(sock: trio.socket.SocketType) -> None:
@@ -259,57 +273,93 @@ class BodyStream(httpx.AsyncByteStream):
         self._transport = transport
         self._conn: _Connection | None = conn
         self._request = request
+        # Body bytes `take_whole` decoded but could not complete: the next chunk's start.
+        self._held: list[bytes] = []
+        # Connections `take_whole` released for closing (it cannot await): `aclose()`.
+        self._to_close: Sequence[_Connection] = ()
 
     def __aiter__(self) -> BodyStream:
         return self
 
     @property
     def at_end(self) -> bool:
-        """Whether no chunk is left: the body was read to its end (its connection
-        already released), or the stream was closed."""
-        return self._conn is None
+        """Whether nothing is left to read or to close: the body was read to its end
+        (its connection already released), or the stream was closed."""
+        return self._conn is None and not self._to_close
+
+    def take_whole(self) -> bytes | None:
+        """The whole body, if h11 holds all of it already; ``None`` otherwise.
+
+        A small answer usually arrives in the same read as its head. Then nothing is
+        left to wait for, and a caller that takes the body here needs no deadline for
+        reading it. This never waits and never reads the socket: what it decodes of a
+        body that is not all there yet is kept, and iteration starts with it.
+        Afterwards, if :attr:`at_end` is false, ``aclose()`` closes what the release
+        of the connection left to close.
+
+        Raises:
+            httpx.RemoteProtocolError: The body breaks HTTP/1.1 (the stream is left
+                for ``aclose()``, which drops the connection).
+        """
+        conn = self._conn
+        if conn is None:
+            return None
+        held = self._held
+        if not self._decode_into(conn.h11, held):
+            return None
+        self._conn = None
+        self._held = []
+        self._to_close = self._transport._release(conn)
+        return bytes(held[0]) if len(held) == 1 else b"".join(held)
+
+    def _decode_into(self, h: h11.Connection, chunks: list[bytes]) -> bool:
+        """Decode the body h11 holds into ``chunks``, never reading the socket: ``True``
+        at the end of the message, ``False`` once h11 needs more bytes."""
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
+            kind = type(event)
+            if kind is h11.Data:
+                chunks.append(event.data)  # type: ignore[union-attr]
+            elif kind is h11.EndOfMessage:
+                return True
+            elif event is h11.NEED_DATA:
+                return False
+            else:
+                raise httpx.RemoteProtocolError(
+                    f"unexpected HTTP event while reading the response body: {event!r}",
+                    request=self._request,
+                )
 
     async def __anext__(self) -> bytes:
         conn = self._conn
         if conn is None:
             raise StopAsyncIteration
         h = conn.h11
-        chunks: list[bytes] = []
+        chunks: list[bytes] = self._held
+        self._held = []
         ok = False  # this call ends normally, with a chunk or the end
         try:
-            while True:
-                try:
-                    event = h.next_event()
-                except h11.RemoteProtocolError as exc:
-                    raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
-                kind = type(event)
-                if kind is h11.Data:
-                    chunks.append(event.data)  # type: ignore[union-attr]
-                elif event is h11.NEED_DATA:
-                    if chunks:
-                        ok = True
-                        break
-                    try:
-                        data = await conn.stream.receive_some(_READ_SIZE)
-                    except _NETWORK_ERRORS as exc:
-                        raise httpx.ReadError(
-                            f"error reading the response body: {_describe(exc)}",
-                            request=self._request,
-                        ) from exc
-                    # b"" (end of file) is fed to h11 too: it ends a body framed by
-                    # connection close, and is a protocol error for any other framing.
-                    h.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
-                elif kind is h11.EndOfMessage:
-                    self._conn = None
-                    ok = True
-                    for unusable in self._transport._release(conn):
-                        await _hard_close(unusable)
+            while not self._decode_into(h, chunks):
+                if chunks:
                     break
-                else:
-                    raise httpx.RemoteProtocolError(
-                        f"unexpected HTTP event while reading the response body: {event!r}",
+                try:
+                    data = await conn.stream.receive_some(_READ_SIZE)
+                except _NETWORK_ERRORS as exc:
+                    raise httpx.ReadError(
+                        f"error reading the response body: {_describe(exc)}",
                         request=self._request,
-                    )
+                    ) from exc
+                # b"" (end of file) is fed to h11 too: it ends a body framed by
+                # connection close, and is a protocol error for any other framing.
+                h.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
+            else:  # the end of the message: the connection goes back (or is closed)
+                self._conn = None
+                for unusable in self._transport._release(conn):
+                    await _hard_close(unusable)
+            ok = True
         finally:
             if not ok and self._conn is not None:
                 # An error or a cancellation mid-body: the connection's state is
@@ -322,8 +372,13 @@ class BodyStream(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         conn = self._conn
+        to_close = self._to_close
+        self._to_close = ()
+        for unusable in to_close:
+            await _hard_close(unusable)
         if conn is not None:
             self._conn = None
+            self._held = []
             await _hard_close(conn)
 
 

@@ -59,8 +59,11 @@ Handler = Callable[[trio.SocketStream, Server, int], Awaitable[None]]
 
 
 @asynccontextmanager
-async def open_server(handler: Handler) -> AsyncIterator[Server]:
-    """Serve ``handler(stream, server, connection_index)`` on 127.0.0.1, any port."""
+async def open_server(
+    handler: Handler, *, receive_buffer: int | None = None
+) -> AsyncIterator[Server]:
+    """Serve ``handler(stream, server, connection_index)`` on 127.0.0.1, any port;
+    ``receive_buffer`` sets the accepted sockets' SO_RCVBUF (for a full pipe)."""
     server = Server()
 
     async def on_connection(stream: trio.SocketStream) -> None:
@@ -78,6 +81,8 @@ async def open_server(handler: Handler) -> AsyncIterator[Server]:
             functools.partial(trio.serve_tcp, on_connection, 0, host="127.0.0.1")
         )
         server.port = listeners[0].socket.getsockname()[1]
+        if receive_buffer is not None:  # inherited by the sockets it accepts
+            listeners[0].socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         yield server
         nursery.cancel_scope.cancel()
 
@@ -369,6 +374,62 @@ async def test_request_that_went_out_is_never_sent_again(transport: TrioTranspor
             assert server.accepts == 1
             assert server.requests[-1] == {"connection": 0, "body": "second", "dropped": True}
             assert len(server.requests) == 2
+
+
+async def test_a_cancelled_caller_writes_nothing_on_a_reused_connection(
+    transport: TrioTransport,
+) -> None:
+    """Reusing an idle connection takes no wait before the write, and the write on a
+    plain socket has no schedule point of its own: it must still look for a pending
+    cancellation first, or a request nobody waits for would reach the server."""
+    with trio.fail_after(LIMIT):
+        async with open_server(echo) as server:
+            await send(transport, "POST", server.url(), content=b"first")
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await transport.handle_async_request(
+                    httpx.Request("POST", server.url(), content=b"never")
+                )
+            assert scope.cancelled_caught
+            got = await send(transport, "POST", server.url(), content=b"third")
+            assert [r["body"] for r in server.requests] == ["first", "third"]
+            assert got.json()["connection"] == 1  # the cancelled one was dropped
+
+
+async def test_a_write_the_kernel_takes_in_part_is_finished(transport: TrioTransport) -> None:
+    """A request larger than the socket buffers on both sides, to a server not reading
+    yet: the direct write takes what fits, and the rest goes on once there is room,
+    so the server gets every byte once, in order."""
+    may_read = trio.Event()
+
+    async def handler(stream: trio.SocketStream, server: Server, index: int) -> None:
+        conn = h11.Connection(h11.SERVER)
+        for number in range(2):
+            if number == 1:
+                await may_read.wait()
+            got = await read_request(stream, conn)
+            assert got is not None
+            server.requests.append({"body": got[1]})
+            await respond_json(stream, conn, {"number": number}, [])
+            conn.start_next_cycle()
+        await wait_for_eof(stream, server, index)
+
+    # 60,000 bytes, each number once: sent directly (below the watched size).
+    body = b"".join(b"%07d," % n for n in range(7500))
+    with trio.fail_after(LIMIT):
+        async with open_server(handler, receive_buffer=4096) as server:
+            await send(transport, "GET", server.url())  # a connection to reuse
+            [conn] = transport._idle[(b"http", b"127.0.0.1", server.port)]
+            assert conn.fd >= 0  # the direct path is the one under test
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    functools.partial(send, transport, "POST", server.url(), content=body)
+                )
+                await trio.sleep(0.1)
+                may_read.set()
+            assert server.requests[-1]["body"] == body
+            assert server.accepts == 1
 
 
 class OneShotBody(httpx.AsyncByteStream):

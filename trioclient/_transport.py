@@ -31,7 +31,8 @@ is heard: large bodies are sent while the response head is watched for, and afte
 write error whatever response head already arrived is still read.
 
 The protocol itself is h11's sans-I/O state machine; this module only moves bytes
-between it and a trio stream, and turns every failure into the httpx exception the
+between it and a trio stream (on a plain socket, its descriptor directly, waiting
+through trio's I/O: see :meth:`_Connection.send`), and turns every failure into the httpx exception the
 rest of the client already knows (``httpx.ConnectError``, ``ConnectTimeout``,
 ``ProxyError``, ``WriteError``, ``ReadError``, ``RemoteProtocolError``), each carrying
 its request. Which proxy serves an origin is decided by :mod:`trioclient._proxy`.
@@ -179,6 +180,57 @@ class _Connection:
     # The poll(2) set watching `sock` for `has_expired`, made on first use and kept
     # (trio's `is_readable` builds and fills a new one on every call).
     _poller: Any = attrs.field(default=None, init=False, repr=False)
+    # The socket's descriptor, for `send` and `receive` to use directly (plain TCP on
+    # a POSIX system), or -1: every read and write goes through `stream` (TLS, or
+    # Windows, whose sockets are not file descriptors).
+    fd: int = -1
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` whole.
+
+        On a plain socket this is one write(2), with no schedule point of its own.
+        trio's ``SocketStream.send_all`` ends every successful write with one (a trip
+        through the scheduler), and wraps it in two context managers; the receive that
+        always follows a request is the schedule point instead. Cancellation is still
+        honoured first: nothing is written for a cancelled caller. What the kernel does
+        not take at once goes through ``stream``, which waits for room.
+
+        Raises:
+            OSError, trio.BrokenResourceError, trio.ClosedResourceError: As the stream.
+        """
+        fd = self.fd
+        if fd < 0:
+            await self.stream.send_all(data)
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            await self.stream.send_all(memoryview(data)[sent:])
+
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes from the server, at most ``_READ_SIZE``; ``b""`` at its end.
+
+        On a plain socket it waits for the socket to be readable (a schedule point and
+        a cancel point, as always), then reads. trio's ``receive_some`` tries a read
+        first, and before an answer that has not come yet that read fails, with an
+        exception raised and caught, before the same wait.
+
+        Raises:
+            OSError, trio.BrokenResourceError, trio.ClosedResourceError: As the stream
+                (``ClosedResourceError`` if the socket is closed while waiting).
+        """
+        fd = self.fd
+        if fd < 0:
+            return await self.stream.receive_some(_READ_SIZE)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                pass  # woken, and another look found nothing after all
 
     def has_expired(self, now: float, keepalive_expiry: float) -> bool:
         """Whether this idle connection must not be reused (see the module docstring).
@@ -346,7 +398,7 @@ class BodyStream(httpx.AsyncByteStream):
                 if chunks:
                     break
                 try:
-                    data = await conn.stream.receive_some(_READ_SIZE)
+                    data = await conn.receive()
                 except _NETWORK_ERRORS as exc:
                     raise httpx.ReadError(
                         f"error reading the response body: {_describe(exc)}",
@@ -627,6 +679,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                     sock=tcp.socket,
                     h11=h11.Connection(h11.CLIENT, max_incomplete_event_size=self._max_head),
                     origin=origin,
+                    fd=tcp.socket.fileno() if context is None and os.name == "posix" else -1,
                 )
                 _close_when_collected(conn)
             except _NETWORK_ERRORS as exc:
@@ -676,7 +729,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                             return watched  # an early answer; the connection is closed
                         head = watched
                     else:
-                        await conn.stream.send_all(out)
+                        await conn.send(out)
             except _NETWORK_ERRORS as exc:
                 write_error = exc
             except h11.LocalProtocolError as exc:
@@ -718,7 +771,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                 raise httpx.RemoteProtocolError(str(exc), request=request) from exc
             if event is h11.NEED_DATA:
                 try:
-                    data = await conn.stream.receive_some(_READ_SIZE)
+                    data = await conn.receive()
                 except _NETWORK_ERRORS as exc:
                     if write_error is not None:
                         raise _write_error(write_error, request) from write_error

@@ -135,9 +135,9 @@ def summarise_instructions(
         ),
         check(
             "nonstream",
-            "nonstream: trioclient ≥ 0.5× bare h11 (floor ÷ trioclient instructions per request)",
+            "nonstream: trioclient ≥ 0.6× bare h11 (floor ÷ trioclient instructions per request)",
             "h11-trio",
-            0.5,
+            0.6,
         ),
         check(
             "stream",

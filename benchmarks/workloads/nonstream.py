@@ -99,7 +99,8 @@ def run(ctx: Context) -> Result:
                 *vs_references(rates, name),
             ]
         )
-    checks = speed_targets("nonstream", rates, "req/s", 5.0, "bare h11 floor")
+    # Issue 12 raised the floor target from 0.5 to 0.6 for plain requests.
+    checks = speed_targets("nonstream", rates, "req/s", 5.0, "bare h11 floor", of_floor=0.6)
     return {
         "title": "1. Non-streaming requests",
         "setup": f"{s.requests:,} requests, {s.concurrency} in flight, {server_name(ctx)}",

@@ -121,6 +121,52 @@ def test_the_cache_stays_bounded() -> None:
         assert len(transport._heads) <= _MAX_CACHED_HEADS
 
 
+@pytest.mark.parametrize(
+    ("url", "origin", "target"),
+    [
+        (
+            "http://127.0.0.1:9/v1/chat/completions",
+            (b"http", b"127.0.0.1", 9),
+            b"/v1/chat/completions",
+        ),
+        ("http://127.0.0.1:9/v1/embeddings", (b"http", b"127.0.0.1", 9), b"/v1/embeddings"),
+        ("http://127.0.0.1:9/v1/models?limit=5", (b"http", b"127.0.0.1", 9), b"/v1/models?limit=5"),
+        (
+            "http://127.0.0.1:10/v1/chat/completions",
+            (b"http", b"127.0.0.1", 10),
+            b"/v1/chat/completions",
+        ),
+        ("http://api.example/v1", (b"http", b"api.example", 80), b"/v1"),
+        ("https://api.example/v1", (b"https", b"api.example", 443), b"/v1"),
+        ("http://[::1]:9/", (b"http", b"::1", 9), b"/"),
+    ],
+)
+def test_each_url_has_its_own_origin_and_target(
+    url: str, origin: tuple[bytes, bytes, int], target: bytes
+) -> None:
+    """Origins and heads are kept by httpx's parsed URL (private, pinned here): every
+    URL of a session gets its own, and a copy of a URL, or the same URL parsed again,
+    finds the ones already kept."""
+    transport = TrioTransport()
+    for other in ("http://127.0.0.1:9/v1/chat/completions", "http://127.0.0.1:9/v1/other"):
+        _h11_head(transport, httpx.Request("GET", other))  # kept before, must not be reused
+        transport._origin_of(httpx.URL(other))
+    kept = len(transport._heads)
+    for same in (httpx.URL(url), httpx.URL(httpx.URL(url)), httpx.URL(url).copy_with()):
+        request = httpx.Request("GET", same)
+        assert transport._origin_of(request.url) == origin
+        assert transport._origins[same._uri_reference] == origin
+        assert _h11_head(transport, request).target == target
+    assert len(transport._heads) <= kept + 1
+
+
+def test_the_origins_kept_stay_bounded() -> None:
+    transport = TrioTransport()
+    for n in range(_MAX_CACHED_HEADS * 2 + 3):
+        transport._origin_of(httpx.URL(f"http://127.0.0.1:9/v1/{n}"))
+        assert len(transport._origins) <= _MAX_CACHED_HEADS
+
+
 def test_response_headers_reach_httpx_as_httpx_builds_them() -> None:
     conn = h11.Connection(h11.CLIENT)
     conn.send(h11.Request(method="GET", target="/", headers=[("Host", "h")]))

@@ -501,6 +501,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
         self._proxy_for: dict[_Origin, ProxyURL | None] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._heads: dict[object, _Head] = {}
+        self._origins: dict[object, _Origin] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -522,9 +523,10 @@ class TrioTransport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError("TrioTransport is closed")
         url = request.url
-        scheme = url.raw_scheme
-        port = url.port
-        origin = (scheme, url.raw_host, port or _DEFAULT_PORTS.get(scheme, 0))
+        origin = self._origins.get(url._uri_reference)
+        if origin is None:
+            origin = self._origin_of(url)
+        scheme = origin[0]
         try:
             # Bytes bodies (all of trioclient's) are read at construction.
             body: bytes | None = request.content
@@ -550,6 +552,20 @@ class TrioTransport(httpx.AsyncBaseTransport):
         if conn is None:
             conn = await self._connect(origin, request, proxy)
         return await self._exchange(conn, request, h11_request, body)
+
+    def _origin_of(self, url: httpx.URL) -> _Origin:
+        """``url``'s (scheme, host, port), kept for the next request to the same URL.
+
+        httpx works each of them out anew from the parsed URL on every access; the key
+        is that parsed form, ``URL._uri_reference`` (private: a named tuple compared
+        by value, shared by copies of the URL; pinned by tests/test_transport_heads.py).
+        """
+        scheme = url.raw_scheme
+        origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS.get(scheme, 0))
+        if len(self._origins) >= _MAX_CACHED_HEADS:
+            self._origins.clear()
+        self._origins[url._uri_reference] = origin
+        return origin
 
     def _route(self, origin: _Origin) -> ProxyURL | None:
         try:
@@ -580,7 +596,10 @@ class TrioTransport(httpx.AsyncBaseTransport):
         if count and items[-1][1] == b"content-length":
             count -= 1
             length = (items[count][0], items[count][2])
-        key = (request.method, url.netloc, url.raw_path, forward_proxy, tuple(items[:count]))
+        # The parsed URL stands for the Host and the target taken from it (see
+        # `_origin_of`); it also holds parts the head does not show (a fragment),
+        # which at worst keeps one more head.
+        key = (request.method, url._uri_reference, forward_proxy, tuple(items[:count]))
         cached = self._heads.get(key)
         if cached is None:
             headers = [(name, value) for name, _, value in items[:count]]

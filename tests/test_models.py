@@ -123,6 +123,12 @@ def test_content_shortcuts_refer_to_choice_0_whatever_the_order() -> None:
         (b"<html>502 Bad Gateway</html>", "not JSON"),
         (b'{"object": "chat.completion"}', "no 'choices'"),
         (b'{"choices": [{"message": {"content": 5}}]}', r"choices\[0\]\.message\.content"),
+        (b'{"choices": [{"message": {}}, {"index": 1}]}', r"choices\[1\]: has no 'message'"),
+        (b'{"choices": [{"message": {}}, 7]}', r"choices\[1\]: expected an object, got int"),
+        (
+            b'{"choices": [{"message": {}}, {"message": {"tool_calls": [{}, 3]}}]}',
+            r"choices\[1\]\.message\.tool_calls\[1\]: expected an object",
+        ),
     ],
 )
 def test_an_unreadable_answer_carries_the_body_and_the_response(payload: bytes, match: str) -> None:

@@ -1,6 +1,6 @@
 """The transport's shortcuts through h11's and httpx's header representations.
 
-TrioTransport._h11_request keeps validated request heads; _httpx_headers hands a
+TrioTransport._h11_request keeps validated request heads; _httpx_response hands a
 parsed response head to httpx without normalising it again.
 
 h11 validates every header of every request; the transport validates a head once and
@@ -12,11 +12,14 @@ still refuses a bad one, every time, not only the first.
 
 from __future__ import annotations
 
+import json
+
 import h11
 import httpx
 import pytest
 
-from trioclient._transport import _MAX_CACHED_HEADS, TrioTransport, _httpx_headers
+import trioclient
+from trioclient._transport import _MAX_CACHED_HEADS, TrioTransport, _httpx_response
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 
@@ -167,6 +170,25 @@ def test_the_origins_kept_stay_bounded() -> None:
         assert len(transport._origins) <= _MAX_CACHED_HEADS
 
 
+async def test_a_built_request_holds_its_body_as_httpx_would_after_reading_it() -> None:
+    """build_request stores the encoded body as the request's content itself (what
+    ``Request.read()`` stores, private): content, both iterations and a read all give
+    it, every time, as for a request httpx read itself."""
+    client = trioclient.Client(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+    body = {"model": "m", "messages": [{"role": "user", "content": "crème"}]}
+    request = client.build_request(body)
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    read_by_httpx = httpx.Request("POST", request.url, content=content)
+    read_by_httpx.read()
+    for _ in range(2):  # replayable: a retry sends the same bytes
+        assert request.content == read_by_httpx.content == content
+        assert b"".join(request.stream) == content  # type: ignore[arg-type]
+        assert b"".join([piece async for piece in request.stream]) == content  # type: ignore[union-attr]
+        assert request.read() == content
+        assert await request.aread() == content
+    assert request.headers["content-length"] == str(len(content))
+
+
 def test_response_headers_reach_httpx_as_httpx_builds_them() -> None:
     conn = h11.Connection(h11.CLIENT)
     conn.send(h11.Request(method="GET", target="/", headers=[("Host", "h")]))
@@ -179,7 +201,12 @@ def test_response_headers_reach_httpx_as_httpx_builds_them() -> None:
     head = conn.next_event()
     assert isinstance(head, h11.Response)
     built = httpx.Headers(head.headers.raw_items())
-    fast = _httpx_headers(head)
+    request = httpx.Request("GET", "http://h/")
+    response = _httpx_response(head, httpx.ByteStream(b"{}"), request)
+    assert (response.status_code, response.reason_phrase) == (200, "OK")
+    assert response.http_version == "HTTP/1.1"
+    assert response.request is request
+    fast = response.headers
     assert fast._list == built._list
     # What trioclient reads directly (the transport, read_body, the budget look): httpx's
     # own list holds (raw name, lower-case name, value) triples.

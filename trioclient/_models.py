@@ -234,12 +234,16 @@ class Usage(_Keeps):
         prompt = _count(d.get("prompt_tokens"))
         completion = _count(d.get("completion_tokens"))
         total = d.get("total_tokens")
+        prompt_details = d.get("prompt_tokens_details")
+        completion_details = d.get("completion_tokens_details")
         return cls(
             prompt,
             completion,
             prompt + completion if total is None else _count(total),
-            PromptTokensDetails.from_dict(d.get("prompt_tokens_details")),
-            CompletionTokensDetails.from_dict(d.get("completion_tokens_details")),
+            None if prompt_details is None else PromptTokensDetails.from_dict(prompt_details),
+            None
+            if completion_details is None
+            else CompletionTokensDetails.from_dict(completion_details),
             d,
         )
 
@@ -486,7 +490,10 @@ class Choice(_Keeps):
     data: JSONObject = attrs.field(factory=dict, repr=False, eq=False)
 
     @classmethod
-    def from_dict(cls, obj: object, where: str, position: int = 0) -> Choice:
+    def from_dict(cls, obj: object, where: str | None, position: int = 0) -> Choice:
+        """``where`` names the choice in errors (``None``: ``choices[position]``)."""
+        if where is None:
+            where = f"choices[{position}]"
         d = _object(obj, where)
         if "message" not in d:
             raise APIResponseValidationError(f"invalid response: {where}: has no 'message'")
@@ -568,8 +575,7 @@ class ChatCompletion(_Keeps):
         if "choices" not in d:
             raise APIResponseValidationError("invalid response: body: has no 'choices'")
         choices = tuple(
-            Choice.from_dict(c, f"choices[{i}]", i)
-            for i, c in enumerate(_list(d["choices"], "choices"))
+            [Choice.from_dict(c, None, i) for i, c in enumerate(_list(d["choices"], "choices"))]
         )
         return cls(
             _text(d.get("id"), "") or "",

@@ -529,7 +529,7 @@ def describes_a_budget(headers: httpx.Headers) -> bool:
     a new list; on a hot path either costs more than the rest of the bookkeeping.
     """
     for _, name, _ in headers._list:
-        if name.startswith(b"x-ratelimit-remaining-"):
+        if name[:22] == b"x-ratelimit-remaining-":  # (cheaper than a startswith call)
             return True
     return False
 

@@ -249,8 +249,10 @@ class Requester:
             # No pacer of its own: the client's reading of the server's headers paces it.
             self.connection.header_budget.tag(extensions, path, body)
         # The `stream=` form takes the headers as given (httpx adds none), so the
-        # complete head is built here once, not re-derived per request; `read()` makes
-        # the body replayable (for retries and respx).
+        # complete head is built here once, not re-derived per request. The body is
+        # kept as the request's content, replayable (for retries and respx): what
+        # `Request.read()` would store after iterating the stream to join its one
+        # piece (private, pinned by tests/test_transport_heads.py).
         if body is None:
             request = httpx.Request(method, url, headers=head, extensions=extensions)
         else:
@@ -258,6 +260,7 @@ class Requester:
             request = httpx.Request(
                 method, url, headers=head, stream=httpx.ByteStream(content), extensions=extensions
             )
+            request._content = content
             # Last in the head, where the transport looks for it.
             if head is self._head and self._head_unframed:
                 # Added straight to httpx's (raw, lower-case, value) list: the setter
@@ -266,7 +269,6 @@ class Requester:
                 request.headers._list.append((b"Content-Length", b"content-length", length))
             else:
                 request.headers["Content-Length"] = str(len(content))
-        request.read()
         return request
 
     # -- running ----------------------------------------------------------------------

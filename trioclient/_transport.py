@@ -134,18 +134,28 @@ def _with_content_length(head: h11.Request, name: bytes, value: bytes) -> h11.Re
     return event
 
 
-def _httpx_headers(head: h11.Response) -> httpx.Headers:
-    """A response head's headers as ``httpx.Headers``, without normalising them again.
+def _httpx_response(
+    head: h11.Response, stream: httpx.AsyncByteStream, request: httpx.Request
+) -> httpx.Response:
+    """An ``httpx.Response`` for a parsed response head, its headers not normalised
+    again.
 
     h11 and httpx keep headers alike: (raw name, lower-case name, value) triples of
     bytes, which h11 built while parsing. httpx.Headers(list) would lower-case and
-    type-check every one again, about half the cost of building the response. Both
-    sides are private here; tests/test_transport_heads.py pins them (the result must
-    equal what httpx builds itself), so a release that changes either fails there.
+    type-check every one again, about half the cost of building the response, and
+    Response() copies any Headers it is given: the response is built without headers
+    and its own empty list replaced by a copy of h11's. Both sides are private here;
+    tests/test_transport_heads.py pins them (the result must equal what httpx builds
+    itself), so a release that changes either fails there.
     """
-    headers = httpx.Headers()
-    headers._list = list(head.headers._full_items)
-    return headers
+    response = httpx.Response(
+        head.status_code,
+        stream=stream,
+        extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        request=request,
+    )
+    response.headers._list = list(head.headers._full_items)
+    return response
 
 
 def _enable_tcp_keepalive(sock: trio.socket.SocketType) -> None:
@@ -765,13 +775,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
             if not ok:
                 await _hard_close(conn)
 
-        return httpx.Response(
-            response.status_code,
-            headers=_httpx_headers(response),
-            stream=BodyStream(self, conn, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
-            request=request,
-        )
+        return _httpx_response(response, BodyStream(self, conn, request), request)
 
     async def _read_head(
         self, conn: _Connection, request: httpx.Request, write_error: BaseException | None

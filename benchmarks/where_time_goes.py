@@ -21,6 +21,16 @@ Every arm, and the bare h11 loop beside them, runs in a process of its own, in
 arms are measurements only: each removes a protection or a feature, and none is a
 configuration anyone should run (apart from ``follow_rate_limit_headers=False``).
 About a minute.
+
+``--profile`` answers the same question for everything else, without switching
+anything off: trioclient and the bare h11 loop run the workload under a sampling
+profiler (:mod:`benchmarks._sampler`: a sample per millisecond of CPU, or per tick of
+the kernel's timer if that is coarser, counted for the
+innermost part of the stack a rule claims: h11, json, trio's cancel scopes, its
+limiter, the rest of trio, httpx's objects, trioclient's models, its transport, the
+rest of its request path), and the table puts each part's CPU per request side by
+side. Sampling adds no cost per call, so unlike cProfile it does not inflate code
+made of many small calls; the sampled runs' own CPU per request is printed with it.
 """
 
 from __future__ import annotations
@@ -98,6 +108,68 @@ def _child(base_url: str, parts: list[str], requests: int) -> None:
     print(json.dumps(WORKLOADS["nonstream"](args)))
 
 
+PROFILED = ("trioclient", "h11-trio")
+
+
+def _profile_child(contender: str, base_url: str, requests: int) -> None:
+    """Run one contender's ``nonstream`` workload under the sampler; print its JSON."""
+    import importlib
+
+    from benchmarks._sampler import sampling
+    from benchmarks.contenders import CONTENDER_MODULES
+
+    module = importlib.import_module(f"benchmarks.contenders.{CONTENDER_MODULES[contender]}")
+    args = {"base_url": base_url, "requests": requests, "concurrency": CONCURRENCY}
+    with sampling() as samples:
+        result = module.WORKLOADS["nonstream"](args)
+    print(json.dumps(result | {"samples": samples.total, "shares": samples.shares()}))
+
+
+def _profile(rounds: int, requests: int) -> int:
+    """Where each request's CPU goes, by part, trioclient beside the bare h11 loop.
+
+    Each contender runs ``rounds`` times under the sampler (interleaved), and the
+    shares of all its rounds' samples are applied to its median CPU per request."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in PROFILED}
+    with open_nginx() as nginx:
+        for round_number in range(rounds):
+            for name in PROFILED:
+                child = [
+                    "-m", "benchmarks.where_time_goes", "--requests", str(requests),
+                    "--profile-child", name, nginx.base_url,
+                ]  # fmt: skip
+                runs[name].append(_run(child))
+            print(f"round {round_number + 1}/{rounds} done", flush=True)
+    per_part: dict[str, dict[str, float]] = {}
+    cpu: dict[str, float] = {}
+    samples: dict[str, int] = {}
+    for name, results in runs.items():
+        cpu[name] = statistics.median(r["cpu_s"] / r["units"] * 1e6 for r in results)
+        counts: dict[str, float] = {}
+        for r in results:
+            for part, share in r["shares"].items():
+                counts[part] = counts.get(part, 0.0) + share * r["samples"]
+        samples[name] = sum(r["samples"] for r in results)
+        for part, count in counts.items():
+            per_part.setdefault(part, {})[name] = count / samples[name] * cpu[name]
+    cpu_s = sum(r["cpu_s"] for results in runs.values() for r in results)
+    every = cpu_s / max(1, sum(samples.values())) * 1e3
+    print(
+        f"\nCPU per request by part ({samples['trioclient']:,} and {samples['h11-trio']:,} "
+        f"samples, one per {every:.1f} ms of CPU), {requests:,} requests, {CONCURRENCY} in "
+        f"flight, nginx static answer, {rounds} rounds each\n"
+    )
+    print("| part | trioclient µs | bare h11 loop µs | difference |")
+    print("| --- | ---: | ---: | ---: |")
+    for part, by_name in sorted(per_part.items(), key=lambda kv: -kv[1].get("trioclient", 0)):
+        ours, floor = by_name.get("trioclient", 0.0), by_name.get("h11-trio", 0.0)
+        print(f"| {part} | {ours:.0f} | {floor:.0f} | {ours - floor:+.0f} |")
+    ours, floor = cpu["trioclient"], cpu["h11-trio"]
+    print(f"| **all** (median CPU per request) | {ours:.0f} | {floor:.0f} | {ours - floor:+.0f} |")
+    print(f"\nfloor ÷ trioclient by CPU (sampled runs): {floor / ours:.3f}")
+    return 0
+
+
 def _run(argv: list[str]) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, *argv], cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True
@@ -114,7 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.where_time_goes")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per arm")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample where the CPU goes, by part, beside the bare h11 loop",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-child", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.rounds < 1 or options.requests < 1:
         parser.error("--rounds and --requests must be at least 1")
@@ -122,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         base_url, parts = options.child
         _child(base_url, [p for p in parts.split(",") if p], options.requests)
         return 0
+    if options.profile_child:
+        contender, base_url = options.profile_child
+        _profile_child(contender, base_url, options.requests)
+        return 0
+    if options.profile:
+        return _profile(options.rounds, options.requests)
     requests = options.requests
     arms = ["", *PARTS, ",".join(PARTS)]
     cpu: dict[str, list[float]] = {arm: [] for arm in [*arms, "h11-trio"]}

@@ -14,7 +14,11 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -324,27 +328,93 @@ async def test_h11_floor_talks_to_a_real_server() -> None:
     assert stream["units"] >= 2 * 5  # at least one chunk per token
 
 
-@pytest.mark.parametrize("parts", ["", "models,header-budget,rate-controller,liveness"])
-async def test_the_time_breakdown_arms_still_answer_every_request(parts: str) -> None:
-    # An arm with a part switched off measures nothing if its requests fail: each must
-    # still get every answer (the models arm reads the JSON by indexing, which fails on
-    # a typed completion, so it also shows the models really were switched off).
-    import sys
-
+async def _where_time_goes(requests: int, child: Callable[[str], list[str]]) -> Any:
+    """Run one ``where_time_goes`` child against the embedded server (its base URL
+    given to ``child`` for the arguments); its JSON line."""
     testing = pytest.importorskip("trioclient.testing")
     from benchmarks._embedded import REPO_ROOT, child_env
 
-    command = [sys.executable, "-m", "benchmarks.where_time_goes", "--requests", "12"]
+    command = [sys.executable, "-m", "benchmarks.where_time_goes", "--requests", str(requests)]
     with trio.fail_after(60):
         async with testing.open_server(answer_tokens=5) as server:
             done = await trio.run_process(
-                [*command, "--child", server.base_url, parts],
+                [*command, *child(server.base_url)],
                 cwd=REPO_ROOT,
                 env=child_env(),
                 capture_stdout=True,
                 capture_stderr=True,
             )
-    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("contender", ["trioclient", "h11-trio"])
+async def test_the_profile_runs_answer_every_request_and_count_samples(contender: str) -> None:
+    result = await _where_time_goes(300, lambda url: ["--profile-child", contender, url])
+    assert (result["ok"], result["failures"]) == (300, 0)
+    assert result["samples"] > 0
+    assert sum(result["shares"].values()) == pytest.approx(1.0)
+    assert "h11 (HTTP/1.1 parsing and state)" in result["shares"]
+
+
+def _frame_in(filename: str, function: str, inner: Any = None) -> Any:
+    """A live frame of a function named ``function`` whose code says it is in
+    ``filename``, calling ``inner`` (a function taking no argument) if given."""
+    namespace: dict[str, Any] = {"sys": sys, "inner": inner}
+    source = (
+        f"def {function}():\n"
+        "    return inner() if inner is not None else sys._getframe()\n"
+    )
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[function]()
+
+
+
+def test_a_sample_counts_for_the_innermost_part_a_rule_claims() -> None:
+    from benchmarks._sampler import OTHER, part_of
+
+    h11_frame = _frame_in("/venv/site-packages/h11/_connection.py", "next_event")
+    assert part_of(h11_frame) == "h11 (HTTP/1.1 parsing and state)"
+    # trioclient's transport calling h11: the sample is h11's.
+    nested = _frame_in(
+        "/repo/trioclient/_transport.py",
+        "_read_head",
+        lambda: _frame_in("/venv/h11/_readers.py", "read"),
+    )
+    assert part_of(nested) == "h11 (HTTP/1.1 parsing and state)"
+    scope = "/venv/trio/_core/_run.py"
+    assert part_of(_frame_in(scope, "__enter__")) == "trio cancel scopes (one per attempt)"
+    assert part_of(_frame_in(scope, "unrolled_run")) == "trio (scheduler, I/O waits, clock)"
+    generated = "<attrs generated init trio._core._run.CancelStatus>"
+    assert part_of(_frame_in(generated, "__init__")) == "trio cancel scopes (one per attempt)"
+    models = "<attrs generated init trioclient._models.ChatCompletion>"
+    assert part_of(_frame_in(models, "__init__")) == "trioclient typed models"
+    path = _frame_in("/repo/trioclient/_requester.py", "call")
+    assert part_of(path) == "trioclient request path (the rest)"
+    assert part_of(_frame_in("/usr/lib/python3/heapq.py", "heappush")) == OTHER
+    assert part_of(None) == OTHER
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX only")
+def test_sampling_counts_cpu_time_and_leaves_no_timer_behind() -> None:
+    from benchmarks._sampler import sampling
+
+    before = signal.getsignal(signal.SIGPROF)
+    with sampling(interval=0.001) as samples:
+        spin_until = time.process_time() + 0.2
+        while time.process_time() < spin_until:
+            pass
+    assert samples.total >= 20  # 200 ms of CPU, a sample per ms (a loose bound)
+    assert sum(samples.shares().values()) == pytest.approx(1.0)
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGPROF) == before
+
+
+@pytest.mark.parametrize("parts", ["", "models,header-budget,rate-controller,liveness"])
+async def test_the_time_breakdown_arms_still_answer_every_request(parts: str) -> None:
+    # An arm with a part switched off measures nothing if its requests fail: each must
+    # still get every answer (the models arm reads the JSON by indexing, which fails on
+    # a typed completion, so it also shows the models really were switched off).
+    result = await _where_time_goes(12, lambda url: ["--child", url, parts])
     assert (result["ok"], result["failures"], result["units"]) == (12, 0, 12)
 
 

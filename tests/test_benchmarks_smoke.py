@@ -390,6 +390,8 @@ def test_a_sample_counts_for_the_innermost_part_a_rule_claims() -> None:
     assert part_of(_frame_in(models, "__init__")) == "trioclient typed models"
     path = _frame_in("/repo/trioclient/_requester.py", "call")
     assert part_of(path) == "trioclient request path (the rest)"
+    floor = _frame_in("/repo/benchmarks/contenders/h11_trio.py", "exchange")
+    assert part_of(floor) == "the benchmark's own loop"  # not trio, for its name
     assert part_of(_frame_in("/usr/lib/python3/heapq.py", "heappush")) == OTHER
     assert part_of(None) == OTHER
 
@@ -403,7 +405,7 @@ def test_sampling_counts_cpu_time_and_leaves_no_timer_behind() -> None:
         spin_until = time.process_time() + 0.2
         while time.process_time() < spin_until:
             pass
-    assert samples.total >= 20  # 200 ms of CPU, a sample per ms (a loose bound)
+    assert samples.total >= 5  # 200 ms of CPU: a sample per ms, or per 10 ms kernel tick
     assert sum(samples.shares().values()) == pytest.approx(1.0)
     assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
     assert signal.getsignal(signal.SIGPROF) == before

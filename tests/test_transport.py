@@ -30,7 +30,7 @@ import trio
 
 from trioclient import ResponseTooLargeError, Timeout
 from trioclient._attempt import read_body
-from trioclient._transport import BodyStream, TrioTransport
+from trioclient._transport import BodyStream, TrioTransport, _Connection
 
 LIMIT = 10.0  # seconds any single test may wait on the network
 
@@ -430,6 +430,68 @@ async def test_a_write_the_kernel_takes_in_part_is_finished(transport: TrioTrans
                 may_read.set()
             assert server.requests[-1]["body"] == body
             assert server.accepts == 1
+
+
+async def race_a_read_with_a_close() -> object:
+    """One task waits to read a connection; when its bytes come, another task, woken
+    by the same poll, closes it and opens a new socket (likely on the number just
+    freed) with bytes of its own waiting. What the read gave: bytes, or its error."""
+    ours, server = socket.socketpair()
+    go, trigger = socket.socketpair()
+    sock = trio.socket.from_stdlib_socket(ours)
+    conn = _Connection(
+        stream=trio.SocketStream(sock),
+        sock=sock,
+        h11=h11.Connection(h11.CLIENT),
+        origin=(b"http", b"127.0.0.1", 9),
+        fd=sock.fileno(),
+    )
+    go_sock = trio.socket.from_stdlib_socket(go)
+    outcome: list[object] = []
+    others: list[socket.socket] = []
+
+    async def reader() -> None:
+        try:
+            outcome.append(await conn.receive())
+        except trio.ClosedResourceError as exc:
+            outcome.append(exc)
+
+    async def closer() -> None:
+        await trio.lowlevel.wait_readable(go_sock)
+        sock.close()
+        theirs, peer = socket.socketpair()
+        peer.send(b"another connection's bytes")
+        others.extend((theirs, peer))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            nursery.start_soon(closer)
+            await trio.sleep(0.001)
+            server.send(b"ours")  # both woken by the same poll
+            trigger.send(b"go")
+    finally:
+        for each in (server, go_sock, trigger, *others):
+            each.close()
+    [got] = outcome
+    return got
+
+
+async def test_a_read_whose_connection_was_closed_after_its_wait_reads_nothing() -> None:
+    """The read's wait has ended, and another task runs first and closes the connection
+    (a stream closed from elsewhere): the read must fail as closed, never read from
+    whatever the socket's number names now. trio runs the two woken tasks in either
+    order, so this tries until the closer has run first five times."""
+    closer_first = 0
+    with trio.fail_after(LIMIT):
+        for _ in range(200):
+            got = await race_a_read_with_a_close()
+            assert got == b"ours" or isinstance(got, trio.ClosedResourceError), got
+            if isinstance(got, trio.ClosedResourceError):
+                closer_first += 1
+                if closer_first == 5:
+                    break
+    assert closer_first == 5
 
 
 class OneShotBody(httpx.AsyncByteStream):

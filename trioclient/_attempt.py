@@ -197,7 +197,7 @@ async def read_body(
                     )
                 response.is_closed = True
                 if not ours.at_end:
-                    await ours.aclose()  # a connection the server wants closed
+                    await ours.aclose()  # what the connection's release left to close
                 return whole
         chunks: list[bytes] = []
         size = 0

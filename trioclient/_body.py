@@ -41,46 +41,37 @@ def jsonable(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=jsonable)
 
 
-def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
-    """The C encoder `_ENCODER` builds on each call, built once here, or ``None``
-    where the C accelerator is missing.
-
-    ``JSONEncoder.encode`` makes a new one for every body (with a fresh dict for its
-    check for circular references), a third of the cost of encoding a small body.
-    This one skips that check: a body that refers to itself makes it fail (with a
-    RecursionError), and `encode_body` then encodes again with `_ENCODER`, which names
-    the fault. The arguments are the ones ``JSONEncoder.iterencode`` passes.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has it
-        return None
-    encoder: Callable[[Any, int], Sequence[str]] = make(
-        None,  # no markers: no check for circular references
-        jsonable,
-        json.encoder.encode_basestring,  # ensure_ascii=False
-        None,  # indent
-        ":",
-        ",",
-        False,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan, as json.dumps
-    )
-    return encoder
-
-
-_FAST_ENCODER = _c_encoder()
+# The C encoder `_ENCODER.encode` builds for every dict it encodes, called directly:
+# `encode` wraps it in Python-level set-up (a closure for floats, checks of its
+# options) that costs more than building the encoder. A fresh dict for the check for
+# circular references each time, as `encode` makes: a shared one would be left holding
+# entries by a failed encoding, and shared between threads.
+_MAKE_C_ENCODER: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
 
 
 def encode_body(body: Mapping[str, Any]) -> bytes:
     """The body as compact UTF-8 JSON; a clear ``TypeError`` naming what cannot be sent."""
-    if _FAST_ENCODER is not None:
-        try:
-            return "".join(_FAST_ENCODER(body, 0)).encode()
-        except Exception:  # the full encoder below says what is wrong
-            pass
     try:
-        return _ENCODER.encode(body).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
+        if _MAKE_C_ENCODER is None:  # pragma: no cover - CPython has the C encoder
+            text = _ENCODER.encode(body)
+        else:
+            # The arguments `JSONEncoder.iterencode` passes for `_ENCODER`'s options.
+            encoder = _MAKE_C_ENCODER(
+                {},  # markers: the check for circular references
+                jsonable,  # default
+                json.encoder.encode_basestring,  # ensure_ascii=False
+                None,  # indent
+                ":",  # key separator
+                ",",  # item separator
+                False,  # sort_keys
+                False,  # skipkeys
+                True,  # allow_nan, as json.dumps
+            )
+            text = "".join(encoder(body, 0))
+        return text.encode()
+    except (TypeError, ValueError) as exc:
         raise TypeError(f"request body is not JSON-serializable: {exc}") from None
 
 

@@ -491,7 +491,8 @@ class Choice(_Keeps):
 
     @classmethod
     def from_dict(cls, obj: object, where: str | None, position: int = 0) -> Choice:
-        """``where`` names the choice in errors (``None``: ``choices[position]``)."""
+        """``where`` names the choice in errors (``None``: ``choices[position]``,
+        formatted here rather than by every caller)."""
         if where is None:
             where = f"choices[{position}]"
         d = _object(obj, where)

@@ -230,13 +230,18 @@ class _Connection:
 
         Raises:
             OSError, trio.BrokenResourceError, trio.ClosedResourceError: As the stream
-                (``ClosedResourceError`` if the socket is closed while waiting).
+                (``ClosedResourceError`` if another task closes the connection while
+                this one waits, or after its wait ended and before it read).
         """
         fd = self.fd
         if fd < 0:
             return await self.stream.receive_some(_READ_SIZE)
         while True:
             await trio.lowlevel.wait_readable(fd)
+            if self.sock.fileno() != fd:
+                # Another task closed the connection after the wait ended and before
+                # this task ran again: the number may already name another socket.
+                raise trio.ClosedResourceError("the connection was closed while reading")
             try:
                 return os.read(fd, _READ_SIZE)
             except BlockingIOError:
@@ -258,7 +263,8 @@ class _Connection:
                 return self.sock.is_readable()
             poller = self._poller = select.poll()
             poller.register(self.sock.fileno(), select.POLLIN)
-        # Any event counts: readable, hung up, or POLLNVAL for a socket closed under it.
+        # Any event counts: readable, or hung up. (A connection in the idle stack is
+        # never closed by anyone else, and a closed one drops its poll set.)
         return bool(poller.poll(0))
 
 
@@ -313,6 +319,8 @@ async def _hard_close(conn: _Connection) -> None:
     on the peer), and the shield lets the close finish when our caller is already
     being cancelled: a half-used connection must not outlive the request.
     """
+    conn.fd = -1  # its number is free once closed: nothing may use it directly again
+    conn._poller = None
     with trio.CancelScope(shield=True):
         await trio.aclose_forcefully(conn.stream)
 
@@ -357,7 +365,9 @@ class BodyStream(httpx.AsyncByteStream):
         reading it. This never waits and never reads the socket: what it decodes of a
         body that is not all there yet is kept, and iteration starts with it.
         Afterwards, if :attr:`at_end` is false, ``aclose()`` closes what the release
-        of the connection left to close.
+        of the connection left to close. The body taken is the caller's alone: the
+        response's ``content`` is not set, and reading the response afterwards gives
+        nothing more (trioclient's ``read_body`` is the one caller).
 
         Raises:
             httpx.RemoteProtocolError: The body breaks HTTP/1.1 (the stream is left

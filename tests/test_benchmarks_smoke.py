@@ -522,6 +522,24 @@ def test_speed_targets_hold_trioclient_to_the_share_of_the_floor_asked() -> None
     assert at_six_tenths[1].measured == pytest.approx(0.55)
 
 
+def test_the_import_runs_write_and_read_their_own_bytecode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Even where the environment says not to write bytecode, the untimed first import
+    writes trioclient's (under the run's own prefix, not in the checkout), so the timed
+    ones read it as the dependencies read theirs, instead of compiling it again."""
+    from benchmarks._embedded import REPO_ROOT
+    from benchmarks._import_time import _once, import_env
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = import_env(tmp_path)
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    _once("import trioclient", REPO_ROOT, env)
+    written = [p.name for p in tmp_path.rglob("*.pyc") if "trioclient" in p.parts]
+    assert "__init__." + sys.implementation.cache_tag + ".pyc" in written
+    assert not (REPO_ROOT / "trioclient" / "__pycache__" / written[0]).exists()
+
+
 def test_summarise_instructions_gives_per_unit_costs_ratios_and_verdicts() -> None:
     from benchmarks.workloads.instructions import summarise_instructions
 

@@ -114,7 +114,35 @@ def test_unknown_names_are_attribute_errors() -> None:
         raise AssertionError("expected AttributeError")
 
 
-def test_models_load_on_first_use_not_on_import() -> None:
-    code = "import sys, trioclient; print('trioclient._models' in sys.modules)"
+# What `import trioclient` leaves for later: the answer models (the first answer), and
+# what only building a client needs (proxy routing, the header budget and its pacing,
+# the models list), besides the endpoints, the transport, the batch engine and the rest.
+LOADED_LATER = (
+    "trioclient._models",
+    "trioclient._proxy",
+    "trioclient._header_budget",
+    "trioclient._pacing",
+    "trioclient._model_list",
+    "trioclient._transport",
+    "trioclient._batch",
+)
+
+
+def test_parts_load_on_first_use_not_on_import() -> None:
+    code = (
+        "import sys, trioclient; "
+        f"print(sorted(name for name in {LOADED_LATER!r} if name in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_first_client_loads_what_building_one_needs() -> None:
+    code = (
+        "import sys, trioclient; trioclient.Client(api_key='k', base_url='http://h/v1'); "
+        "print(all(m in sys.modules for m in ('trioclient._header_budget', "
+        "'trioclient._proxy', 'trioclient._model_list'))); "
+        "print(trioclient.Model.__name__, trioclient.ModelList.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "Model", "ModelList"]

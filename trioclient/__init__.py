@@ -42,8 +42,6 @@ from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
 from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
-from ._model_list import Model as Model
-from ._model_list import ModelList as ModelList
 from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
@@ -66,6 +64,8 @@ if TYPE_CHECKING:
     from ._chat import user as user
     from ._embeddings import CreateEmbeddingResponse as CreateEmbeddingResponse
     from ._embeddings import Embedding as Embedding
+    from ._model_list import Model as Model
+    from ._model_list import ModelList as ModelList
     from ._models import Annotation as Annotation
     from ._models import ChatCompletion as ChatCompletion
     from ._models import ChatCompletionChunk as ChatCompletionChunk
@@ -145,6 +145,7 @@ _LAZY = {
         name: ("._remote_batch", name)
         for name in ("RemoteBatchProgress", "RemoteBatchRunner", "run_remote_batch_file")
     },
+    **{name: ("._model_list", name) for name in ("Model", "ModelList")},
     "ChatCompletionStream": ("._stream", "ChatCompletionStream"),
     "TrioTransport": ("._transport", "TrioTransport"),
     "sse": (".sse", None),

@@ -18,7 +18,6 @@ the streaming paths, so both read an error response the same way.
 from __future__ import annotations
 
 import functools
-import http
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -284,6 +283,8 @@ def error_detail(body: object) -> str | None:
 
 
 def _standard_reason(status: int) -> str:
+    import http  # an error's path only: building HTTPStatus costs ms at import
+
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:

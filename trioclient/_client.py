@@ -32,10 +32,7 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._header_budget import HeaderBudget
-from ._model_list import Models
 from ._options import UNSET, CallOptions, check_mapping, retry_policy
-from ._proxy import resolve_proxy_routes
 from ._requester import Connection, Requester
 from ._retry import RetryPolicy
 from ._stream_token import StreamManager
@@ -264,6 +261,12 @@ class Client:
                 "proxy= configures trioclient's own transport: set the proxy on your "
                 "http_client or transport instead"
             )
+        # What only a client's construction needs loads with the first client, not
+        # with `import trioclient`: proxy routing, the header budget, the models list.
+        from ._header_budget import HeaderBudget
+        from ._model_list import Models
+        from ._proxy import resolve_proxy_routes
+
         if http_client is None and transport is None:
             resolve_proxy_routes(proxy, trust_env=trust_env)
         check_keepalive_expiry(keepalive_expiry)
@@ -394,6 +397,8 @@ class Client:
         copy._options = options
         copy._requester = self._make_requester(self._requester.connection, options)
         copy.chat = ChatNamespace(copy)
+        from ._model_list import Models  # (loaded by the first client already)
+
         copy.models = Models(copy._requester)
         return copy
 

@@ -184,35 +184,26 @@ async def read_body(
         # needs no new idle deadline and no further read (the usual answer is one
         # chunk, and renewing a deadline costs about half as much as entering a scope).
         ours = chunks_iter if type(chunks_iter) is _body_stream() else None
-        if ours is not None:
-            # Most answers come whole with their head: taken at once, with nothing
-            # to wait for, there is no idle deadline to set.
-            whole = ours.take_whole()
-            if whole is not None:
-                if len(whole) > max_bytes:
-                    raise ResponseTooLargeError(
-                        f"response body exceeds max_response_bytes={max_bytes}",
-                        request=request,
-                    )
-                response.is_closed = True
-                if not ours.at_end:
-                    await ours.aclose()  # what the connection's release left to close
-                return whole
+        # Most answers come whole with their head: taken at once, with nothing to
+        # wait for, there is no idle deadline to set.
+        whole = None if ours is None else ours.take_whole()
         chunks: list[bytes] = []
-        size = 0
-        idle = math.inf if timeout.idle is None else timeout.idle
-        scope.deadline = min(total_at, trio.current_time() + idle)
-        async for chunk in chunks_iter:
-            size += len(chunk)
-            if size > max_bytes:
-                raise ResponseTooLargeError(
-                    f"response body exceeds max_response_bytes={max_bytes}",
-                    request=request,
-                )
-            chunks.append(chunk)
-            if ours is not None and ours.at_end:
-                break
+        if whole is not None:
+            if len(whole) > max_bytes:
+                raise _too_large(max_bytes, request)
+            chunks.append(whole)
+        else:
+            size = 0
+            idle = math.inf if timeout.idle is None else timeout.idle
             scope.deadline = min(total_at, trio.current_time() + idle)
+            async for chunk in chunks_iter:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes, request)
+                chunks.append(chunk)
+                if ours is not None and ours.at_end:
+                    break
+                scope.deadline = min(total_at, trio.current_time() + idle)
     except APIError:
         await close_response(response)
         raise
@@ -232,6 +223,12 @@ async def read_body(
         if ours is None or not ours.at_end:  # (ours at its end holds nothing to close)
             await response.stream.aclose()  # type: ignore[union-attr]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(max_bytes: int, request: httpx.Request) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"response body exceeds max_response_bytes={max_bytes}", request=request
+    )
 
 
 async def close_response(response: httpx.Response) -> None:

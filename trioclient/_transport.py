@@ -264,7 +264,7 @@ class _Connection:
             poller = self._poller = select.poll()
             poller.register(self.sock.fileno(), select.POLLIN)
         # Any event counts: readable, or hung up. (A connection in the idle stack is
-        # never closed by anyone else, and a closed one drops its poll set.)
+        # never closed by anyone else, so its number is still its own.)
         return bool(poller.poll(0))
 
 
@@ -319,8 +319,6 @@ async def _hard_close(conn: _Connection) -> None:
     on the peer), and the shield lets the close finish when our caller is already
     being cancelled: a half-used connection must not outlive the request.
     """
-    conn.fd = -1  # its number is free once closed: nothing may use it directly again
-    conn._poller = None
     with trio.CancelScope(shield=True):
         await trio.aclose_forcefully(conn.stream)
 
